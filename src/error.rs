@@ -1,0 +1,141 @@
+//! The crate's error type: one structured, `#[non_exhaustive]` enum that names where things went wrong.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong in torrent-journal.
+///
+/// Damage is always reported with its location (segment file, byte offset, and the sequence
+/// number when one is known), so an operator can find it with a hex editor.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system I/O call failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// Another writer holds the journal's lock.
+    #[error("journal {path} is locked by another writer{}", holder_suffix(.pid))]
+    Locked { path: PathBuf, pid: Option<u32> },
+
+    /// A frame's checksum does not match its contents.
+    #[error(
+        "checksum mismatch in {segment} at offset {offset}{}: expected {expected:#010x}, got {got:#010x}",
+        seq_suffix(.seq)
+    )]
+    ChecksumMismatch {
+        segment: PathBuf,
+        offset: u64,
+        seq: Option<u64>,
+        expected: u32,
+        got: u32,
+    },
+
+    /// Bytes that cannot be a valid journal, with the reason.
+    #[error("corrupt journal {segment} at offset {offset}{}: {reason}", seq_suffix(.seq))]
+    Corrupt {
+        segment: PathBuf,
+        offset: u64,
+        seq: Option<u64>,
+        reason: String,
+    },
+
+    /// Sequence numbers are not gap-free and strictly increasing.
+    #[error(
+        "sequence break in {segment} at offset {offset}: expected seq {expected}, found {found}"
+    )]
+    SequenceBreak {
+        segment: PathBuf,
+        offset: u64,
+        expected: u64,
+        found: u64,
+    },
+
+    /// A file written by a newer (or unknown) format version.
+    #[error("{path} has format version {found}; this build reads up to version {supported}")]
+    UnsupportedVersion {
+        path: PathBuf,
+        found: u8,
+        supported: u8,
+    },
+
+    /// An event larger than the configured maximum; nothing was written.
+    #[error(
+        "event of {size_bytes} bytes exceeds the maximum of {max_bytes} bytes; nothing was written"
+    )]
+    EventTooLarge { size_bytes: usize, max_bytes: usize },
+
+    /// The writer saw a failed write or fsync and refuses further appends until reopened.
+    #[error("journal writer is poisoned by an earlier I/O failure ({cause}); reopen the journal")]
+    Poisoned { cause: String },
+
+    /// The journal or store was closed.
+    #[error("journal is closed")]
+    Closed,
+
+    /// A malformed info hash.
+    #[error("invalid info hash {input:?}: {reason}")]
+    InvalidInfoHash { input: String, reason: String },
+
+    /// No torrent with this info hash.
+    #[error("torrent {info_hash} not found")]
+    TorrentNotFound { info_hash: String },
+
+    /// An event could not be encoded.
+    #[error("cannot encode event: {0}")]
+    Encode(String),
+
+    /// A frame's checksum is right but its payload does not decode as an event.
+    #[error("cannot decode event seq {seq} in {segment} at offset {offset}: {reason}")]
+    Decode {
+        segment: PathBuf,
+        offset: u64,
+        seq: u64,
+        reason: String,
+    },
+
+    /// The requested seq is older than the oldest event the journal still holds.
+    #[error("seq {requested} is not retained: the journal starts at seq {earliest}")]
+    SeqNotRetained { requested: u64, earliest: u64 },
+
+    /// A caller passed something unusable (bad path, bad option, bad range).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+}
+
+fn holder_suffix(pid: &Option<u32>) -> String {
+    match pid {
+        Some(pid) => format!(" (pid {pid})"),
+        None => String::new(),
+    }
+}
+
+fn seq_suffix(seq: &Option<u64>) -> String {
+    match seq {
+        Some(seq) => format!(" (seq {seq})"),
+        None => String::new(),
+    }
+}
+
+/// Shorthand for results in this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Attach an operation name and path to an `io::Error`.
+pub(crate) trait IoContext<T> {
+    fn ctx(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn ctx(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            op,
+            path: path.into(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,54 @@
+//! Operator views of a journal: statistics (`tj stats`). Read-only, lock-free.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::Serialize;
+
+use crate::error::{IoContext, Result};
+use crate::journal::JournalReader;
+use crate::model::Timestamp;
+
+/// Summary statistics of a journal.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct JournalStats {
+    pub segments: usize,
+    pub bytes: u64,
+    pub events: u64,
+    pub first_seq: Option<u64>,
+    pub last_seq: Option<u64>,
+    pub first_at: Option<Timestamp>,
+    pub last_at: Option<Timestamp>,
+    /// Distinct info hashes named by any event.
+    pub torrents_seen: usize,
+    /// Event counts by kind (`torrent-added`, `torrent-saved`, ...).
+    pub events_by_kind: BTreeMap<String, u64>,
+}
+
+/// Reads every event once and summarizes the journal.
+pub fn stats(reader: &JournalReader) -> Result<JournalStats> {
+    let segments = reader.segments()?;
+    let mut stats = JournalStats {
+        segments: segments.len(),
+        ..JournalStats::default()
+    };
+    for segment in &segments {
+        let len = reader.storage().file_len(&segment.path);
+        stats.bytes += len.ctx("stat", &segment.path)?;
+    }
+    let mut torrents = HashSet::new();
+    for envelope in reader.events(0)? {
+        let envelope = envelope?;
+        stats.events += 1;
+        stats.first_seq.get_or_insert(envelope.seq);
+        stats.first_at.get_or_insert(envelope.at);
+        stats.last_seq = Some(envelope.seq);
+        stats.last_at = Some(envelope.at);
+        torrents.extend(envelope.event.info_hashes());
+        *stats
+            .events_by_kind
+            .entry(envelope.event.kind().to_owned())
+            .or_default() += 1;
+    }
+    stats.torrents_seen = torrents.len();
+    Ok(stats)
+}

@@ -1,0 +1,383 @@
+//! The journal: a checksummed, segmented, append-only event log — the only source of truth.
+//!
+//! Layout of a store directory `DIR` (see `docs/FORMAT.md`):
+//!
+//! ```text
+//! DIR/LOCK                          the single writer's lock (holds its pid)
+//! DIR/journal/<first seq:020>.seg   segments, in seq order
+//! DIR/journal/<segment>.broken      bytes cut from a torn tail, kept for inspection
+//! ```
+//!
+//! [`Journal`] is the writer handle (cheap to clone, usable from threads and tokio tasks);
+//! [`JournalReader`] reads without the lock, from this or any other process.
+
+pub mod frame;
+pub mod reader;
+pub mod recovery;
+pub mod segment;
+pub mod verify;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::info_span;
+
+pub use reader::{JournalReader, RawFrame};
+pub use recovery::SegmentInfo;
+pub use verify::{Problem, ProblemKind, VerifyReport, verify};
+pub use writer::{Receipt, WriterStatus};
+
+use crate::error::{Error, IoContext, Result};
+use crate::event::{self, Event};
+use crate::model::{Clock, SystemClock};
+use crate::storage::{RealStorage, Storage};
+use writer::{Message, Request, StartPosition, Writer};
+
+/// Name of the journal's subdirectory inside a store directory.
+pub const JOURNAL_DIR_NAME: &str = "journal";
+/// Name of the writer's lock file inside a store directory.
+pub const LOCK_FILE_NAME: &str = "LOCK";
+
+/// `DIR/journal`.
+pub fn journal_dir(dir: &Path) -> PathBuf {
+    dir.join(JOURNAL_DIR_NAME)
+}
+
+/// When an append is acknowledged, and so what a crash can take back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Acknowledge after the batch's `fdatasync` returned Ok. A power cut loses nothing
+    /// acknowledged. The default.
+    #[default]
+    EveryBatch,
+    /// Acknowledge after the batch's `write`; `fdatasync` at most `interval_ms` later. A process
+    /// crash loses nothing acknowledged; a power cut may lose the last `interval_ms` of events.
+    Interval { interval_ms: u64 },
+    /// Acknowledge after `write`; sync only on segment rotation and close. A process crash loses
+    /// nothing acknowledged; a power cut may lose everything since the last rotation.
+    Never,
+}
+
+impl std::fmt::Display for Durability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::EveryBatch => write!(f, "every-batch (fdatasync before ack)"),
+            Self::Interval { interval_ms } => write!(f, "interval ({interval_ms} ms)"),
+            Self::Never => write!(f, "never (OS decides)"),
+        }
+    }
+}
+
+/// How a journal is opened.
+#[derive(Debug, Clone)]
+pub struct JournalOptions {
+    /// A segment is sealed and a new one started once it reaches this size (a soft limit: a
+    /// batch is never split across segments).
+    pub segment_size_bytes: u64,
+    /// Events whose encoding is larger are refused before anything is written.
+    pub max_event_bytes: usize,
+    /// When appends are acknowledged.
+    pub durability: Durability,
+    /// Appends waiting for the writer before appenders are made to wait (back-pressure).
+    pub queue_capacity: usize,
+    /// The writer stops gathering a batch once it holds this many bytes.
+    pub max_batch_bytes: usize,
+    /// The file system.
+    pub storage: Arc<dyn Storage>,
+    /// The source of commit times.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for JournalOptions {
+    fn default() -> Self {
+        Self {
+            segment_size_bytes: 64 * 1024 * 1024,
+            max_event_bytes: 16 * 1024 * 1024,
+            durability: Durability::EveryBatch,
+            queue_capacity: 4096,
+            max_batch_bytes: 8 * 1024 * 1024,
+            storage: Arc::new(RealStorage),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// The writer handle of a journal. Clones share one writer thread.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    tx: mpsc::Sender<Message>,
+    dir: PathBuf,
+    max_event_bytes: usize,
+    durability: Durability,
+    status: Arc<WriterStatus>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal in store directory `dir` with default options.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(dir, JournalOptions::default())
+    }
+
+    /// Opens the journal in `dir`: takes the lock, recovers, starts the writer thread.
+    pub fn open_with(dir: impl AsRef<Path>, options: JournalOptions) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        let span = info_span!("journal_open", dir = %dir.display());
+        let _entered = span.enter();
+        validate_options(&options)?;
+        let storage = &*options.storage;
+        prepare_dir(storage, &dir)?;
+        let lock = take_lock(storage, &dir)?;
+        let journal_dir = journal_dir(&dir);
+        let recovered = recovery::recover(storage, &journal_dir)?;
+        let position = StartPosition {
+            next_seq: recovered.next_seq,
+            last_at_unix_nanos: recovered.last_at_unix_nanos,
+            active: recovered
+                .segments
+                .last()
+                .map(|s| (s.path.clone(), recovered.active_len_bytes)),
+        };
+        let status = Arc::new(WriterStatus::default());
+        let writer = Writer::start(&options, journal_dir, position, lock, Arc::clone(&status))?;
+        let (tx, rx) = mpsc::channel(options.queue_capacity);
+        let thread = std::thread::Builder::new()
+            .name("tj-writer".into())
+            .spawn(move || writer.run(rx))
+            .ctx("spawn writer thread", &dir)?;
+        if let Durability::Interval { interval_ms } = options.durability {
+            spawn_ticker(tx.downgrade(), interval_ms);
+        }
+        Ok(Self {
+            shared: Arc::new(Shared {
+                tx,
+                dir,
+                max_event_bytes: options.max_event_bytes,
+                durability: options.durability,
+                status,
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    /// The store directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// The durability policy in force.
+    pub fn durability(&self) -> Durability {
+        self.shared.durability
+    }
+
+    /// The writer's last written and last durable seqs.
+    pub fn status(&self) -> &WriterStatus {
+        &self.shared.status
+    }
+
+    /// Appends one event, blocking until it is committed. Returns its seq and commit time.
+    ///
+    /// Blocks the calling thread: from async code use [`Journal::append_async`] (like tokio's
+    /// own blocking calls, this panics on an async runtime's worker thread).
+    pub fn append(&self, event: &Event) -> Result<Receipt> {
+        self.append_all_encoded(vec![self.encode(event)?])
+    }
+
+    /// Appends events as consecutive seqs in one commit (all in one batch).
+    pub fn append_all(&self, events: &[Event]) -> Result<Receipt> {
+        let payloads = self.encode_all(events)?;
+        self.append_all_encoded(payloads)
+    }
+
+    /// Async form of [`Journal::append`].
+    pub async fn append_async(&self, event: &Event) -> Result<Receipt> {
+        let payload = self.encode(event)?;
+        self.submit_async(vec![payload]).await
+    }
+
+    /// Async form of [`Journal::append_all`].
+    pub async fn append_all_async(&self, events: &[Event]) -> Result<Receipt> {
+        let payloads = self.encode_all(events)?;
+        self.submit_async(payloads).await
+    }
+
+    fn encode_all(&self, events: &[Event]) -> Result<Vec<Vec<u8>>> {
+        if events.is_empty() {
+            return Err(Error::InvalidArgument(
+                "append_all needs at least one event".into(),
+            ));
+        }
+        events.iter().map(|e| self.encode(e)).collect()
+    }
+
+    fn encode(&self, event: &Event) -> Result<Vec<u8>> {
+        let payload = event::encode(event)?;
+        if payload.len() > self.shared.max_event_bytes {
+            return Err(Error::EventTooLarge {
+                size_bytes: payload.len(),
+                max_bytes: self.shared.max_event_bytes,
+            });
+        }
+        Ok(payload)
+    }
+
+    fn append_all_encoded(&self, payloads: Vec<Vec<u8>>) -> Result<Receipt> {
+        let (reply, rx) = oneshot::channel();
+        let message = Message::Append(Request { payloads, reply });
+        self.shared
+            .tx
+            .blocking_send(message)
+            .map_err(|_| Error::Closed)?;
+        rx.blocking_recv().map_err(|_| Error::Closed)?
+    }
+
+    async fn submit_async(&self, payloads: Vec<Vec<u8>>) -> Result<Receipt> {
+        let (reply, rx) = oneshot::channel();
+        let message = Message::Append(Request { payloads, reply });
+        self.shared
+            .tx
+            .send(message)
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Syncs what is written, stops the writer and releases the lock. Other clones of this
+    /// handle get [`Error::Closed`] afterwards.
+    pub fn close(&self) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        let sent = self.shared.tx.blocking_send(Message::Shutdown(reply));
+        let result = match sent {
+            Ok(()) => rx.blocking_recv().unwrap_or(Ok(())),
+            Err(_) => Ok(()),
+        };
+        self.shared.join();
+        result
+    }
+
+    /// Async form of [`Journal::close`].
+    pub async fn close_async(&self) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        let result = match self.shared.tx.send(Message::Shutdown(reply)).await {
+            Ok(()) => rx.await.unwrap_or(Ok(())),
+            Err(_) => Ok(()),
+        };
+        let shared = Arc::clone(&self.shared);
+        // Joining blocks; the writer has already stopped, so this is brief, but keep it off
+        // the runtime's worker threads all the same.
+        let _ = tokio::task::spawn_blocking(move || shared.join()).await;
+        result
+    }
+}
+
+impl Shared {
+    fn join(&self) {
+        let handle = self
+            .thread
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Dropping the last handle closes the queue: the writer syncs, exits and frees the lock.
+        let (tx, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.tx, tx));
+        self.join();
+    }
+}
+
+fn validate_options(options: &JournalOptions) -> Result<()> {
+    if options.max_event_bytes == 0 || options.max_event_bytes > frame::MAX_FRAME_PAYLOAD_BYTES {
+        return Err(Error::InvalidArgument(format!(
+            "max_event_bytes must be 1..={}",
+            frame::MAX_FRAME_PAYLOAD_BYTES
+        )));
+    }
+    if options.queue_capacity == 0 {
+        return Err(Error::InvalidArgument(
+            "queue_capacity must be at least 1".into(),
+        ));
+    }
+    if let Durability::Interval { interval_ms: 0 } = options.durability {
+        return Err(Error::InvalidArgument(
+            "durability interval must be at least 1 ms".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Creates `dir/journal` (durably) and refuses a `dir` that is a file.
+fn prepare_dir(storage: &dyn Storage, dir: &Path) -> Result<()> {
+    if storage.exists(dir) && !storage.is_dir(dir) {
+        return Err(Error::InvalidArgument(format!(
+            "{} exists and is not a directory",
+            dir.display()
+        )));
+    }
+    let journal = journal_dir(dir);
+    if storage.is_dir(&journal) {
+        return Ok(());
+    }
+    storage
+        .create_dir_all(&journal)
+        .ctx("create directory", &journal)?;
+    storage.sync_dir(dir).ctx("fsync dir", dir)?;
+    storage
+        .sync_dir(crate::storage::parent_dir(dir))
+        .ctx("fsync dir", dir)
+}
+
+fn take_lock(storage: &dyn Storage, dir: &Path) -> Result<Box<dyn crate::storage::LockGuard>> {
+    let path = dir.join(LOCK_FILE_NAME);
+    match storage
+        .try_lock(&path, std::process::id())
+        .ctx("lock", &path)?
+    {
+        Some(guard) => Ok(guard),
+        None => {
+            let pid = storage
+                .read_file(&path)
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .and_then(|text| text.trim().parse().ok());
+            Err(Error::Locked {
+                path: dir.to_path_buf(),
+                pid,
+            })
+        }
+    }
+}
+
+/// Sends `Tick`s so the writer syncs on time under `Durability::Interval`, even when idle.
+fn spawn_ticker(tx: mpsc::WeakSender<Message>, interval_ms: u64) {
+    let spawned = std::thread::Builder::new()
+        .name("tj-sync-ticker".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(Duration::from_millis(interval_ms));
+                let Some(tx) = tx.upgrade() else { break };
+                // A full queue means the writer is busy and will check the deadline anyway.
+                if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(Message::Tick) {
+                    break;
+                }
+            }
+        });
+    if let Err(err) = spawned {
+        tracing::warn!(error = %err, "no sync ticker thread; interval syncs happen on appends only");
+    }
+}

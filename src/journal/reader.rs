@@ -1,0 +1,229 @@
+//! Reading the journal without the writer's lock: iterate frames or events from any seq.
+//!
+//! Every frame's checksum is verified. At the end of the last segment, an incomplete or torn
+//! frame with nothing valid after it ends the iteration quietly: a writer may be in the middle of
+//! writing it (or a crash cut it and the next writer will truncate it). Damage anywhere else is
+//! an error naming segment, offset and seq.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::recovery::{self, Ending, SegmentInfo};
+use super::segment::{SEGMENT_HEADER_BYTES, Scan};
+use crate::error::{Error, Result};
+use crate::event::{self, Envelope};
+use crate::model::Timestamp;
+use crate::storage::{RealStorage, Storage};
+
+/// A frame as read from disk, with its location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawFrame {
+    pub seq: u64,
+    pub at: Timestamp,
+    pub payload: Vec<u8>,
+    pub segment: Arc<PathBuf>,
+    pub offset: u64,
+}
+
+impl RawFrame {
+    /// Decodes the payload into an event envelope.
+    pub fn decode(&self) -> Result<Envelope> {
+        let event = event::decode(&self.payload).map_err(|reason| Error::Decode {
+            segment: self.segment.to_path_buf(),
+            offset: self.offset,
+            seq: self.seq,
+            reason,
+        })?;
+        Ok(Envelope {
+            seq: self.seq,
+            at: self.at,
+            event,
+        })
+    }
+}
+
+/// Reads a journal directory; needs no lock and never writes.
+#[derive(Debug, Clone)]
+pub struct JournalReader {
+    storage: Arc<dyn Storage>,
+    dir: PathBuf,
+    journal_dir: PathBuf,
+}
+
+impl JournalReader {
+    /// Opens the journal of store directory `dir` on the real file system.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        Self::with_storage(Arc::new(RealStorage), dir)
+    }
+
+    /// Opens the journal of store directory `dir` on `storage`.
+    pub fn with_storage(storage: Arc<dyn Storage>, dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        let journal_dir = super::journal_dir(&dir);
+        if !storage.is_dir(&journal_dir) {
+            return Err(Error::InvalidArgument(format!(
+                "no journal in {} (expected a directory {})",
+                dir.display(),
+                journal_dir.display()
+            )));
+        }
+        Ok(Self {
+            storage,
+            dir,
+            journal_dir,
+        })
+    }
+
+    /// The store directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The storage this reader reads through.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// The segments, in seq order.
+    pub fn segments(&self) -> Result<Vec<SegmentInfo>> {
+        recovery::list_segments(&*self.storage, &self.journal_dir)
+    }
+
+    /// Frames with seq ≥ `from_seq`, in seq order.
+    pub fn frames(&self, from_seq: u64) -> Result<Frames> {
+        let segments = self.segments()?;
+        if let Some(first) = segments.first()
+            && from_seq < first.first_seq
+            && first.first_seq > 1
+        {
+            return Err(Error::SeqNotRetained {
+                requested: from_seq,
+                earliest: first.first_seq,
+            });
+        }
+        // Start in the last segment whose first seq is ≤ from_seq.
+        let start = segments
+            .iter()
+            .rposition(|s| s.first_seq <= from_seq)
+            .unwrap_or(0);
+        Ok(Frames {
+            storage: Arc::clone(&self.storage),
+            segments,
+            index: start,
+            from_seq,
+            current: None,
+            done: false,
+        })
+    }
+
+    /// Events with seq ≥ `from_seq`, decoded, in seq order.
+    pub fn events(&self, from_seq: u64) -> Result<impl Iterator<Item = Result<Envelope>>> {
+        Ok(self
+            .frames(from_seq)?
+            .map(|frame| frame.and_then(|f| f.decode())))
+    }
+}
+
+#[derive(Debug)]
+struct Loaded {
+    path: Arc<PathBuf>,
+    bytes: Vec<u8>,
+    pos: usize,
+    expected_seq: u64,
+}
+
+/// Iterator over frames; see [`JournalReader::frames`].
+#[derive(Debug)]
+pub struct Frames {
+    storage: Arc<dyn Storage>,
+    segments: Vec<SegmentInfo>,
+    index: usize,
+    from_seq: u64,
+    current: Option<Loaded>,
+    done: bool,
+}
+
+impl Frames {
+    fn load(&mut self) -> Result<()> {
+        let info = &self.segments[self.index];
+        if let Some(previous) = &self.current
+            && previous.expected_seq != info.first_seq
+        {
+            return Err(Error::SequenceBreak {
+                segment: info.path.clone(),
+                offset: 12,
+                expected: previous.expected_seq,
+                found: info.first_seq,
+            });
+        }
+        let bytes = recovery::read_segment(&*self.storage, info)?;
+        self.current = Some(Loaded {
+            path: Arc::new(info.path.clone()),
+            bytes,
+            pos: SEGMENT_HEADER_BYTES,
+            expected_seq: info.first_seq,
+        });
+        Ok(())
+    }
+
+    /// The next frame of the loaded segment, `Ok(None)` at its end.
+    fn next_in_segment(&mut self) -> Result<Option<RawFrame>> {
+        let is_last = self.index + 1 == self.segments.len();
+        let Some(loaded) = self.current.as_mut() else {
+            return Ok(None);
+        };
+        let mut scan = Scan::starting_at(&loaded.bytes, loaded.pos, loaded.expected_seq);
+        if let Some(found) = scan.next() {
+            loaded.pos = found.offset + found.frame.encoded_len();
+            loaded.expected_seq += 1;
+            return Ok(Some(RawFrame {
+                seq: found.frame.seq,
+                at: Timestamp::from_unix_nanos(found.frame.at_unix_nanos),
+                payload: found.frame.payload.to_vec(),
+                segment: Arc::clone(&loaded.path),
+                offset: found.offset as u64,
+            }));
+        }
+        let stop = scan.stop().cloned().expect("a finished scan has a stop");
+        let last_seq = loaded.expected_seq - 1;
+        match recovery::judge(&loaded.path, &loaded.bytes, &stop, is_last, last_seq)? {
+            Ending::Clean { .. } | Ending::TornTail { .. } => Ok(None),
+        }
+    }
+
+    fn advance(&mut self) -> Result<Option<RawFrame>> {
+        loop {
+            if self.index >= self.segments.len() {
+                return Ok(None);
+            }
+            if self.current.is_none() {
+                self.load()?;
+            }
+            match self.next_in_segment()? {
+                Some(frame) if frame.seq < self.from_seq => continue,
+                Some(frame) => return Ok(Some(frame)),
+                None if self.index + 1 < self.segments.len() => {
+                    // `load` checks the new segment continues where this one ended.
+                    self.index += 1;
+                    self.load()?;
+                }
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+impl Iterator for Frames {
+    type Item = Result<RawFrame>;
+
+    fn next(&mut self) -> Option<Result<RawFrame>> {
+        if self.done {
+            return None;
+        }
+        let item = self.advance().transpose();
+        if !matches!(item, Some(Ok(_))) {
+            self.done = true;
+        }
+        item
+    }
+}

@@ -1,0 +1,265 @@
+//! Opening a journal honestly: list and check segments, cut a torn tail, refuse anything else.
+//!
+//! The rule (see `docs/FORMAT.md`, "Recovery"): damage at the very end of the last segment, with
+//! no valid frame after it, is a torn write from a crash — those bytes were never acknowledged,
+//! so they are cut (and kept in `<segment>.broken`). Any other damage is an error naming the
+//! segment, byte offset and seq; nothing is ever skipped silently.
+
+use std::path::{Path, PathBuf};
+
+use tracing::warn;
+
+use super::frame::{self, FrameError};
+use super::segment::{self, Damage, Scan, SegmentHeader, Stop};
+use crate::error::{Error, IoContext, Result};
+use crate::storage::{self, Storage};
+
+/// A segment file and the seq its name says it starts at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentInfo {
+    pub first_seq: u64,
+    pub path: PathBuf,
+}
+
+/// The segments of a journal directory in seq order. Other files are ignored.
+pub fn list_segments(storage: &dyn Storage, journal_dir: &Path) -> Result<Vec<SegmentInfo>> {
+    let names = storage.list_dir(journal_dir).ctx("list", journal_dir)?;
+    let mut segments: Vec<SegmentInfo> = names
+        .iter()
+        .filter_map(|name| {
+            segment::parse_file_name(name).map(|first_seq| SegmentInfo {
+                first_seq,
+                path: journal_dir.join(name),
+            })
+        })
+        .collect();
+    segments.sort_by_key(|s| s.first_seq);
+    Ok(segments)
+}
+
+/// Reads a segment and checks its header against its name.
+pub fn read_segment(storage: &dyn Storage, info: &SegmentInfo) -> Result<Vec<u8>> {
+    let bytes = storage.read_file(&info.path).ctx("read", &info.path)?;
+    let header = SegmentHeader::decode(&bytes).map_err(|err| header_error(&info.path, err))?;
+    if header.first_seq != info.first_seq {
+        return Err(Error::Corrupt {
+            segment: info.path.clone(),
+            offset: 12,
+            seq: Some(header.first_seq),
+            reason: format!(
+                "header says first seq {}, the file name says {}",
+                header.first_seq, info.first_seq
+            ),
+        });
+    }
+    Ok(bytes)
+}
+
+fn header_error(path: &Path, err: segment::HeaderError) -> Error {
+    match err {
+        segment::HeaderError::UnsupportedVersion { found } => Error::UnsupportedVersion {
+            path: path.to_path_buf(),
+            found,
+            supported: segment::FORMAT_VERSION,
+        },
+        other => Error::Corrupt {
+            segment: path.to_path_buf(),
+            offset: 0,
+            seq: None,
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// The error for damage found at `offset` of `segment`.
+pub fn damage_error(segment: &Path, buf: &[u8], offset: usize, damage: &Damage) -> Error {
+    let seq = frame::peek_seq(&buf[offset..]);
+    let segment = segment.to_path_buf();
+    let offset = offset as u64;
+    match *damage {
+        Damage::Frame(FrameError::ChecksumMismatch { expected, got }) => Error::ChecksumMismatch {
+            segment,
+            offset,
+            seq,
+            expected,
+            got,
+        },
+        Damage::SeqBreak { expected, found } => Error::SequenceBreak {
+            segment,
+            offset,
+            expected,
+            found,
+        },
+        ref other => Error::Corrupt {
+            segment,
+            offset,
+            seq,
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// How a scan of a segment ended, judged by where the segment sits in the journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// The data ends cleanly at this offset.
+    Clean { offset: usize },
+    /// Damage at the very end of the last segment with nothing valid after it: a torn write.
+    TornTail { offset: usize },
+}
+
+/// Judges a finished scan. `is_last` is whether this is the journal's last segment;
+/// `last_seq` is the seq of the last valid frame before the stop.
+pub fn judge(path: &Path, buf: &[u8], stop: &Stop, is_last: bool, last_seq: u64) -> Result<Ending> {
+    match stop {
+        Stop::Clean { offset } => Ok(Ending::Clean { offset: *offset }),
+        Stop::Damaged { offset, damage } => {
+            let valid_after = segment::find_valid_frame_after(buf, offset + 1, last_seq);
+            if is_last && valid_after.is_none() {
+                Ok(Ending::TornTail { offset: *offset })
+            } else {
+                Err(damage_error(path, buf, *offset, damage))
+            }
+        }
+    }
+}
+
+/// What recovery found: the segments and where the writer continues.
+#[derive(Debug, Clone)]
+pub struct Recovered {
+    pub segments: Vec<SegmentInfo>,
+    /// The seq the next appended event gets.
+    pub next_seq: u64,
+    /// Commit time of the last event (0 when the journal is empty).
+    pub last_at_unix_nanos: i64,
+    /// Length of the valid data in the last segment (where appends continue).
+    pub active_len_bytes: u64,
+}
+
+/// Checks every segment; cuts a torn tail of the last one. Requires the writer's lock.
+pub fn recover(storage: &dyn Storage, journal_dir: &Path) -> Result<Recovered> {
+    remove_leftover_tmp_files(storage, journal_dir)?;
+    let segments = list_segments(storage, journal_dir)?;
+    let mut next_seq = segments.first().map_or(1, |s| s.first_seq);
+    let mut last_at_unix_nanos = 0;
+    let mut active_len_bytes = 0;
+    let mut segments = segments;
+    if let Some(last) = segments.last()
+        && last.first_seq >= next_seq
+        && cut_torn_header(storage, last)?
+    {
+        segments.pop();
+    }
+    for (index, info) in segments.iter().enumerate() {
+        let is_last = index + 1 == segments.len();
+        let buf = read_segment(storage, info)?;
+        if info.first_seq != next_seq {
+            return Err(Error::SequenceBreak {
+                segment: info.path.clone(),
+                offset: 12,
+                expected: next_seq,
+                found: info.first_seq,
+            });
+        }
+        let mut scan = Scan::new(&buf, info.first_seq);
+        for frame_at in scan.by_ref() {
+            last_at_unix_nanos = frame_at.frame.at_unix_nanos;
+        }
+        next_seq = scan.expected_seq();
+        let stop = scan.stop().cloned().expect("a finished scan has a stop");
+        let ending = judge(&info.path, &buf, &stop, is_last, next_seq.saturating_sub(1))?;
+        let end = match ending {
+            Ending::Clean { offset } => offset,
+            Ending::TornTail { offset } => {
+                cut_torn_tail(storage, &info.path, &buf, offset)?;
+                offset
+            }
+        };
+        if is_last && end < buf.len() && matches!(ending, Ending::Clean { .. }) {
+            // Zero padding after the data: drop it so appends continue at the data's end.
+            let mut file = storage.open_append(&info.path).ctx("open", &info.path)?;
+            file.set_len(end as u64).ctx("truncate", &info.path)?;
+            file.sync_data().ctx("fdatasync", &info.path)?;
+        }
+        active_len_bytes = end as u64;
+    }
+    Ok(Recovered {
+        segments,
+        next_seq,
+        last_at_unix_nanos,
+        active_len_bytes,
+    })
+}
+
+/// A last segment shorter than its header, holding a prefix of a valid header, was cut while
+/// being created (the rename reached the disk, the bytes did not): it never held a frame. Its
+/// bytes are kept in `<segment>.broken` and the file removed, so the writer creates it anew.
+fn cut_torn_header(storage: &dyn Storage, info: &SegmentInfo) -> Result<bool> {
+    let bytes = storage.read_file(&info.path).ctx("read", &info.path)?;
+    let magic_prefix = bytes.len().min(segment::SEGMENT_MAGIC.len());
+    let is_torn = bytes.len() < segment::SEGMENT_HEADER_BYTES
+        && bytes[..magic_prefix] == segment::SEGMENT_MAGIC[..magic_prefix];
+    if !is_torn {
+        return Ok(false);
+    }
+    let broken = free_broken_path(storage, &info.path);
+    storage::write_atomic(storage, &broken, &bytes).ctx("save torn header", &broken)?;
+    storage.remove_file(&info.path).ctx("remove", &info.path)?;
+    let dir = storage::parent_dir(&info.path);
+    storage.sync_dir(dir).ctx("fsync dir", dir)?;
+    warn!(
+        segment = %info.path.display(),
+        len_bytes = bytes.len(),
+        saved_to = %broken.display(),
+        "removed a segment whose header was cut by a crash (it held no events)"
+    );
+    Ok(true)
+}
+
+/// Saves `buf[offset..]` to `<segment>.broken` durably, then truncates the segment to `offset`.
+fn cut_torn_tail(storage: &dyn Storage, path: &Path, buf: &[u8], offset: usize) -> Result<()> {
+    let cut_bytes = buf.len() - offset;
+    let broken = free_broken_path(storage, path);
+    storage::write_atomic(storage, &broken, &buf[offset..]).ctx("save torn tail", &broken)?;
+    let mut file = storage.open_append(path).ctx("open", path)?;
+    file.set_len(offset as u64).ctx("truncate", path)?;
+    file.sync_data().ctx("fdatasync", path)?;
+    warn!(
+        segment = %path.display(),
+        offset,
+        cut_bytes,
+        saved_to = %broken.display(),
+        "truncated a torn tail (an unacknowledged write cut by a crash)"
+    );
+    Ok(())
+}
+
+/// `<segment>.broken`, or `<segment>.broken.N` if earlier cuts are already kept.
+fn free_broken_path(storage: &dyn Storage, path: &Path) -> PathBuf {
+    let base = format!("{}.broken", path.display());
+    let mut candidate = PathBuf::from(&base);
+    let mut n = 1;
+    while storage.exists(&candidate) {
+        candidate = PathBuf::from(format!("{base}.{n}"));
+        n += 1;
+    }
+    candidate
+}
+
+/// A `*.tmp` file in the journal directory is a segment whose creation a crash interrupted
+/// before its rename; it never held an acknowledged event.
+fn remove_leftover_tmp_files(storage: &dyn Storage, journal_dir: &Path) -> Result<()> {
+    let names = storage.list_dir(journal_dir).ctx("list", journal_dir)?;
+    let mut removed = false;
+    for name in names.iter().filter(|n| n.ends_with(".tmp")) {
+        let path = journal_dir.join(name);
+        storage.remove_file(&path).ctx("remove", &path)?;
+        removed = true;
+    }
+    if removed {
+        storage
+            .sync_dir(journal_dir)
+            .ctx("fsync dir", journal_dir)?;
+    }
+    Ok(())
+}

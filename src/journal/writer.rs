@@ -1,0 +1,357 @@
+//! The single writer thread: group commit, segment rotation, durability, poisoning.
+//!
+//! Appenders (threads or tokio tasks) send already-encoded payloads through a bounded queue.
+//! The writer thread drains whatever is waiting into one batch, frames it, issues one `write`
+//! and (under [`Durability::EveryBatch`]) one `fdatasync`, and only then answers every appender
+//! in the batch. A failed write or sync fails the whole batch and poisons the writer: after
+//! fsyncgate, the page cache cannot be trusted to still hold what failed, so only a reopen (which
+//! re-reads the disk) may continue.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, error, info_span};
+
+use super::frame;
+use super::segment::{self, SEGMENT_HEADER_BYTES, SegmentHeader};
+use super::{Durability, JournalOptions};
+use crate::error::{Error, IoContext, Result};
+use crate::model::{Clock, Timestamp};
+use crate::storage::{self, LockGuard, Storage, StorageFile};
+
+/// What an appender gets back once its events are committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    /// Seq of the first event appended by the request.
+    pub first_seq: u64,
+    /// How many events the request appended (consecutive seqs).
+    pub count: u64,
+    /// Commit time shared by every event of the batch.
+    pub at: Timestamp,
+}
+
+impl Receipt {
+    /// Seq of the last event of the request.
+    pub fn last_seq(&self) -> u64 {
+        self.first_seq + self.count - 1
+    }
+}
+
+/// A request to append encoded payloads as consecutive events.
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub payloads: Vec<Vec<u8>>,
+    pub reply: oneshot::Sender<Result<Receipt>>,
+}
+
+impl Request {
+    fn bytes(&self) -> usize {
+        self.payloads
+            .iter()
+            .map(|p| p.len() + frame::FRAME_HEADER_BYTES)
+            .sum()
+    }
+}
+
+/// Messages to the writer thread.
+#[derive(Debug)]
+pub(crate) enum Message {
+    Append(Request),
+    /// Wake-up for [`Durability::Interval`].
+    Tick,
+    /// Sync what is written, then stop.
+    Shutdown(oneshot::Sender<Result<()>>),
+}
+
+/// Positions the writer publishes for readers of this process.
+#[derive(Debug, Default)]
+pub struct WriterStatus {
+    last_seq: AtomicU64,
+    durable_seq: AtomicU64,
+}
+
+impl WriterStatus {
+    /// Seq of the last event written (0 if none).
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq.load(Ordering::Acquire)
+    }
+
+    /// Seq of the last event known durable (0 if none).
+    pub fn durable_seq(&self) -> u64 {
+        self.durable_seq.load(Ordering::Acquire)
+    }
+}
+
+/// Where the writer continues after recovery.
+#[derive(Debug)]
+pub(crate) struct StartPosition {
+    pub next_seq: u64,
+    pub last_at_unix_nanos: i64,
+    /// The last segment and the length of its valid data, or `None` to create the first one.
+    pub active: Option<(PathBuf, u64)>,
+}
+
+pub(crate) struct Writer {
+    storage: Arc<dyn Storage>,
+    clock: Arc<dyn Clock>,
+    journal_dir: PathBuf,
+    durability: Durability,
+    segment_size_bytes: u64,
+    max_batch_bytes: usize,
+    file: Box<dyn StorageFile>,
+    active_path: PathBuf,
+    active_len_bytes: u64,
+    next_seq: u64,
+    last_at_unix_nanos: i64,
+    /// Seq of the last event whose bytes were written but not yet synced (0 if none).
+    unsynced_through: u64,
+    last_sync: Instant,
+    poisoned: Option<String>,
+    status: Arc<WriterStatus>,
+    buf: Vec<u8>,
+    _lock: Box<dyn LockGuard>,
+}
+
+impl Writer {
+    pub(crate) fn start(
+        options: &JournalOptions,
+        journal_dir: PathBuf,
+        position: StartPosition,
+        lock: Box<dyn LockGuard>,
+        status: Arc<WriterStatus>,
+    ) -> Result<Self> {
+        let storage = Arc::clone(&options.storage);
+        let (file, active_path, active_len_bytes) = match position.active {
+            Some((path, len)) => {
+                let file = storage.open_append(&path).ctx("open", &path)?;
+                (file, path, len)
+            }
+            None => {
+                let created = options.clock.now().as_unix_nanos();
+                let (file, path) =
+                    create_segment(&*storage, &journal_dir, position.next_seq, created)?;
+                (file, path, SEGMENT_HEADER_BYTES as u64)
+            }
+        };
+        let last_seq = position.next_seq - 1;
+        status.last_seq.store(last_seq, Ordering::Release);
+        status.durable_seq.store(last_seq, Ordering::Release);
+        Ok(Self {
+            storage,
+            clock: Arc::clone(&options.clock),
+            journal_dir,
+            durability: options.durability,
+            segment_size_bytes: options.segment_size_bytes,
+            max_batch_bytes: options.max_batch_bytes,
+            file,
+            active_path,
+            active_len_bytes,
+            next_seq: position.next_seq,
+            last_at_unix_nanos: position.last_at_unix_nanos,
+            unsynced_through: 0,
+            last_sync: Instant::now(),
+            poisoned: None,
+            status,
+            buf: Vec::with_capacity(64 * 1024),
+            _lock: lock,
+        })
+    }
+
+    /// The thread's main loop; returns when shut down or when every sender is gone.
+    pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Message>) {
+        let mut shutdown = None;
+        while shutdown.is_none() {
+            let Some(message) = rx.blocking_recv() else {
+                break;
+            };
+            let mut batch = Vec::new();
+            let mut batch_bytes = 0;
+            let mut next = Some(message);
+            while let Some(message) = next.take() {
+                match message {
+                    Message::Append(request) => {
+                        batch_bytes += request.bytes();
+                        batch.push(request);
+                    }
+                    Message::Tick => {}
+                    Message::Shutdown(reply) => {
+                        shutdown = Some(reply);
+                        break;
+                    }
+                }
+                if batch_bytes < self.max_batch_bytes {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if !batch.is_empty() {
+                self.commit(batch);
+            }
+            self.maybe_interval_sync();
+        }
+        let result = self.sync_pending();
+        if let Some(reply) = shutdown {
+            let _ = reply.send(result);
+        }
+    }
+
+    fn commit(&mut self, batch: Vec<Request>) {
+        if let Some(cause) = &self.poisoned {
+            for request in batch {
+                let _ = request.reply.send(Err(Error::Poisoned {
+                    cause: cause.clone(),
+                }));
+            }
+            return;
+        }
+        let at = self.commit_time();
+        let first_seq = self.next_seq;
+        match self.write_batch(&batch, at) {
+            Ok(()) => self.acknowledge(batch, first_seq, at),
+            Err(err) => {
+                error!(error = %err, "journal write failed; the writer is poisoned until reopened");
+                let cause = err.to_string();
+                self.poisoned = Some(cause.clone());
+                for request in batch {
+                    let _ = request.reply.send(Err(replicate(&err)));
+                }
+            }
+        }
+    }
+
+    /// Commit times never go backwards, so a time target maps to a seq by binary search.
+    fn commit_time(&self) -> Timestamp {
+        let now = self.clock.now().as_unix_nanos();
+        Timestamp::from_unix_nanos(now.max(self.last_at_unix_nanos))
+    }
+
+    fn write_batch(&mut self, batch: &[Request], at: Timestamp) -> Result<()> {
+        if self.active_len_bytes >= self.segment_size_bytes {
+            self.rotate()?;
+        }
+        let started = Instant::now();
+        self.buf.clear();
+        let mut seq = self.next_seq;
+        for payload in batch.iter().flat_map(|r| &r.payloads) {
+            frame::encode(&mut self.buf, seq, at.as_unix_nanos(), payload);
+            seq += 1;
+        }
+        let span = info_span!(
+            "commit",
+            events = seq - self.next_seq,
+            bytes = self.buf.len()
+        );
+        let _entered = span.enter();
+        self.file
+            .write_all(&self.buf)
+            .ctx("write", &self.active_path)?;
+        self.active_len_bytes += self.buf.len() as u64;
+        self.next_seq = seq;
+        self.last_at_unix_nanos = at.as_unix_nanos();
+        self.unsynced_through = seq - 1;
+        self.status.last_seq.store(seq - 1, Ordering::Release);
+        if self.durability == Durability::EveryBatch {
+            self.sync_pending()?;
+        }
+        debug!(
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "committed"
+        );
+        Ok(())
+    }
+
+    /// `fdatasync`s the active segment if anything is unsynced.
+    fn sync_pending(&mut self) -> Result<()> {
+        if self.unsynced_through == 0 || self.poisoned.is_some() {
+            return Ok(());
+        }
+        self.file.sync_data().ctx("fdatasync", &self.active_path)?;
+        self.status
+            .durable_seq
+            .store(self.unsynced_through, Ordering::Release);
+        self.unsynced_through = 0;
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+
+    fn maybe_interval_sync(&mut self) {
+        let Durability::Interval { interval_ms } = self.durability else {
+            return;
+        };
+        if self.last_sync.elapsed() < Duration::from_millis(interval_ms) {
+            return;
+        }
+        if let Err(err) = self.sync_pending() {
+            error!(error = %err, "periodic fdatasync failed; the writer is poisoned until reopened");
+            self.poisoned = Some(err.to_string());
+        }
+    }
+
+    fn acknowledge(&mut self, batch: Vec<Request>, first_seq: u64, at: Timestamp) {
+        let mut seq = first_seq;
+        for request in batch {
+            let count = request.payloads.len() as u64;
+            let receipt = Receipt {
+                first_seq: seq,
+                count,
+                at,
+            };
+            seq += count;
+            // An appender that gave up waiting still had its event committed; nothing to undo.
+            let _ = request.reply.send(Ok(receipt));
+        }
+    }
+
+    /// Seals the active segment (durably) and starts a new one at `next_seq`.
+    fn rotate(&mut self) -> Result<()> {
+        self.sync_pending()?;
+        let created = self.clock.now().as_unix_nanos();
+        let (file, path) =
+            create_segment(&*self.storage, &self.journal_dir, self.next_seq, created)?;
+        debug!(segment = %path.display(), "rotated");
+        self.file = file;
+        self.active_path = path;
+        self.active_len_bytes = SEGMENT_HEADER_BYTES as u64;
+        Ok(())
+    }
+}
+
+/// Creates a segment crash-safely: tmp → header → fsync → rename → fsync the directory.
+pub(crate) fn create_segment(
+    storage: &dyn Storage,
+    journal_dir: &std::path::Path,
+    first_seq: u64,
+    created_unix_nanos: i64,
+) -> Result<(Box<dyn StorageFile>, PathBuf)> {
+    let path = journal_dir.join(segment::file_name(first_seq));
+    let tmp = storage::tmp_path(&path);
+    let header = SegmentHeader {
+        version: segment::FORMAT_VERSION,
+        first_seq,
+        created_unix_nanos,
+    };
+    let mut file = storage.create(&tmp).ctx("create", &tmp)?;
+    file.write_all(&header.encode()).ctx("write", &tmp)?;
+    file.sync_data().ctx("fdatasync", &tmp)?;
+    storage.rename(&tmp, &path).ctx("rename", &tmp)?;
+    storage
+        .sync_dir(journal_dir)
+        .ctx("fsync dir", journal_dir)?;
+    Ok((file, path))
+}
+
+/// A copy of an error for each appender of a failed batch.
+fn replicate(err: &Error) -> Error {
+    match err {
+        Error::Io { op, path, source } => Error::Io {
+            op,
+            path: path.clone(),
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        other => Error::Poisoned {
+            cause: other.to_string(),
+        },
+    }
+}

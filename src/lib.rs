@@ -1,0 +1,17 @@
+//! torrent-journal: crash-proof, replayable, queryable state for BitTorrent clients.
+//!
+//! Every change is an event appended to a checksummed, segmented journal (the only source of
+//! truth); projections are views rebuilt from it. See `ARCHITECTURE.md` and `docs/FORMAT.md`.
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod event;
+pub mod inspect;
+pub mod journal;
+pub mod model;
+pub mod simulate;
+pub mod storage;
+
+pub use error::{Error, Result};
+pub use event::{Envelope, Event};
+pub use journal::{Durability, Journal, JournalOptions, JournalReader, Receipt};

@@ -1,0 +1,196 @@
+//! `tj demo`: a simulated client session appending through the library from concurrent tasks.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use torrent_journal::journal::{self, JournalReader};
+use torrent_journal::model::Timestamp;
+use torrent_journal::simulate::Simulation;
+use torrent_journal::{Durability, Journal, JournalOptions};
+
+use crate::{CmdResult, Failure};
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Store directory (created if missing; an existing journal is continued).
+    #[arg(long, default_value = "./tj-data")]
+    dir: PathBuf,
+    /// Torrents the simulated client adds.
+    #[arg(long, default_value_t = 200)]
+    torrents: usize,
+    /// Events to append (default: 50 per torrent).
+    #[arg(long)]
+    events: Option<usize>,
+    /// Concurrent client tasks.
+    #[arg(long, default_value_t = 16)]
+    tasks: usize,
+    /// `every-batch` (default), `interval:MS` or `never`.
+    #[arg(long, default_value = "every-batch", value_parser = parse_durability)]
+    durability: Durability,
+    /// Segment size in MiB.
+    #[arg(long, default_value_t = 64)]
+    segment_mib: u64,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_durability(text: &str) -> Result<Durability, String> {
+    match text {
+        "every-batch" => Ok(Durability::EveryBatch),
+        "never" => Ok(Durability::Never),
+        _ => match text.strip_prefix("interval:").map(str::parse) {
+            Some(Ok(interval_ms)) if interval_ms > 0 => Ok(Durability::Interval { interval_ms }),
+            _ => Err(format!(
+                "expected every-batch, interval:MS or never, got {text:?}"
+            )),
+        },
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Summary {
+    dir: PathBuf,
+    events: u64,
+    first_seq: u64,
+    last_seq: u64,
+    torrents: usize,
+    tasks: usize,
+    bytes: u64,
+    elapsed_ms: f64,
+    events_per_sec: f64,
+    mib_per_sec: f64,
+    durability: String,
+}
+
+pub fn run(args: DemoArgs, quiet: bool) -> CmdResult {
+    if args.tasks == 0 {
+        return Err(Failure::usage("--tasks must be at least 1"));
+    }
+    let events = args.events.unwrap_or(args.torrents * 50);
+    let options = JournalOptions {
+        durability: args.durability,
+        segment_size_bytes: args.segment_mib.max(1) * 1024 * 1024,
+        ..JournalOptions::default()
+    };
+    let journal = Journal::open_with(&args.dir, options)?;
+    let bytes_before = journal_bytes(&args.dir)?;
+    let first_seq = journal.status().last_seq() + 1;
+    let sim = Simulation {
+        // Seeding with the next seq makes a continued journal get new torrents.
+        seed: first_seq,
+        torrents: args.torrents,
+        events,
+        tasks: args.tasks,
+        start: Timestamp::now(),
+    };
+    let progress = progress_bar(events as u64, quiet);
+    let started = Instant::now();
+    let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    let appended = runtime.block_on(append_all(&journal, sim, &progress))?;
+    let elapsed = started.elapsed();
+    progress.finish_and_clear();
+    journal.close()?;
+    let summary = Summary {
+        dir: args.dir.clone(),
+        events: appended,
+        first_seq,
+        last_seq: first_seq + appended - 1,
+        torrents: args.torrents,
+        tasks: args.tasks,
+        bytes: journal_bytes(&args.dir)? - bytes_before,
+        elapsed_ms: elapsed.as_secs_f64() * 1e3,
+        events_per_sec: appended as f64 / elapsed.as_secs_f64(),
+        mib_per_sec: 0.0,
+        durability: args.durability.to_string(),
+    };
+    let summary = Summary {
+        mib_per_sec: summary.bytes as f64 / 1048576.0 / elapsed.as_secs_f64(),
+        ..summary
+    };
+    print_summary(&summary, args.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn append_all(
+    journal: &Journal,
+    sim: Simulation,
+    progress: &ProgressBar,
+) -> anyhow::Result<u64> {
+    let mut handles = Vec::new();
+    for task in 0..sim.tasks {
+        let journal = journal.clone();
+        let progress = progress.clone();
+        handles.push(tokio::spawn(async move {
+            let mut appended = 0u64;
+            for event in sim.task(task) {
+                journal.append_async(&event).await?;
+                appended += 1;
+                progress.inc(1);
+            }
+            Ok::<u64, torrent_journal::Error>(appended)
+        }));
+    }
+    let mut total = 0;
+    for handle in handles {
+        total += handle.await.context("a client task panicked")??;
+    }
+    Ok(total)
+}
+
+fn progress_bar(len: u64, quiet: bool) -> Arc<ProgressBar> {
+    if quiet {
+        return Arc::new(ProgressBar::hidden());
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} appending [{bar:40}] {pos}/{len} events ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(100));
+    Arc::new(bar)
+}
+
+fn journal_bytes(dir: &Path) -> anyhow::Result<u64> {
+    let reader = JournalReader::open(dir)?;
+    let mut total = 0;
+    for segment in reader.segments()? {
+        total += std::fs::metadata(&segment.path)
+            .with_context(|| format!("stat {}", segment.path.display()))?
+            .len();
+    }
+    Ok(total)
+}
+
+fn print_summary(summary: &Summary, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(summary)?);
+        return Ok(());
+    }
+    println!(
+        "demo: appended {} events (seq {}..={}) for {} torrents from {} tasks",
+        summary.events, summary.first_seq, summary.last_seq, summary.torrents, summary.tasks
+    );
+    println!(
+        "      {} bytes in {:.1} ms: {:.0} events/s, {:.2} MiB/s, durability {}",
+        summary.bytes,
+        summary.elapsed_ms,
+        summary.events_per_sec,
+        summary.mib_per_sec,
+        summary.durability
+    );
+    println!(
+        "      journal: {}",
+        journal::journal_dir(&summary.dir).display()
+    );
+    Ok(())
+}

@@ -1,0 +1,137 @@
+//! `tj stats`, `tj verify`, `tj tail`: read-only views of a journal.
+
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use torrent_journal::journal::{self, JournalReader, VerifyReport};
+use torrent_journal::storage::RealStorage;
+use torrent_journal::{event, inspect};
+
+use crate::CmdResult;
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Store directory.
+    dir: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Store directory.
+    dir: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// Store directory.
+    dir: PathBuf,
+    /// First seq to print.
+    #[arg(long, default_value_t = 1)]
+    from: u64,
+}
+
+pub fn stats(args: StatsArgs) -> CmdResult {
+    let reader = JournalReader::open(&args.dir)?;
+    let stats = inspect::stats(&reader)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&stats)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let time =
+        |t: Option<torrent_journal::model::Timestamp>| t.map_or("-".into(), |t| t.to_string());
+    let seq = |s: Option<u64>| s.map_or("-".into(), |s| s.to_string());
+    println!("journal       {}", args.dir.display());
+    println!("segments      {}", stats.segments);
+    println!("bytes         {}", stats.bytes);
+    println!("events        {}", stats.events);
+    println!(
+        "first seq     {}  at {}",
+        seq(stats.first_seq),
+        time(stats.first_at)
+    );
+    println!(
+        "last seq      {}  at {}",
+        seq(stats.last_seq),
+        time(stats.last_at)
+    );
+    println!("torrents seen {}", stats.torrents_seen);
+    for (kind, count) in &stats.events_by_kind {
+        println!("  {kind:<22}{count}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn verify(args: VerifyArgs) -> CmdResult {
+    // Fail with a usage error when DIR is not a journal at all.
+    JournalReader::open(&args.dir)?;
+    let report = journal::verify(&RealStorage, &args.dir)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&args.dir, &report);
+    }
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_report(dir: &std::path::Path, report: &VerifyReport) {
+    let range = match (report.first_seq, report.last_seq) {
+        (Some(first), Some(last)) => format!("seq {first}..={last}"),
+        _ => "no events".into(),
+    };
+    println!(
+        "{}: {} segments, {} bytes, {} events ({range})",
+        dir.display(),
+        report.segments,
+        report.bytes,
+        report.events
+    );
+    for problem in &report.problems {
+        let seq = problem.seq.map_or(String::new(), |s| format!(" seq {s}"));
+        println!(
+            "DAMAGE {:?} in {} at offset {}{seq}: {} ({} bytes)",
+            problem.kind,
+            problem.segment.display(),
+            problem.offset,
+            problem.detail,
+            problem.damaged_bytes
+        );
+    }
+    if report.is_clean() {
+        println!("ok: every frame verified");
+    } else {
+        println!("{} problem(s) found", report.problems.len());
+    }
+}
+
+pub fn tail(args: TailArgs) -> CmdResult {
+    let reader = JournalReader::open(&args.dir)?;
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    for envelope in reader.events(args.from)? {
+        let mut line = serde_json::to_string(&event::to_json_line(&envelope?))?;
+        line.push('\n');
+        if let Err(err) = out.write_all(line.as_bytes()) {
+            // A closed pipe (`tj tail | head`) is a normal way to stop reading.
+            if err.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok(ExitCode::SUCCESS);
+            }
+            return Err(err.into());
+        }
+    }
+    match out.flush() {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(err.into()),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}

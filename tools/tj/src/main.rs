@@ -1,0 +1,108 @@
+//! `tj`: the operator tool for torrent-journal. Thin glue: parsing, printing, exit codes.
+
+mod demo;
+mod inspect;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success (for verify: the journal is clean)
+  1  the journal is damaged (verify found problems, or an operation hit damage)
+  2  usage error: bad arguments, or DIR is not a journal
+  3  any other failure (I/O error, lock held by another writer, ...)";
+
+/// Operate a torrent-journal store: simulate a client, inspect, verify.
+#[derive(Debug, Parser)]
+#[command(name = "tj", version, after_help = EXIT_CODES)]
+struct Cli {
+    /// Print only errors.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Simulate a torrent client session writing through the library (continues an existing
+    /// journal).
+    Demo(demo::DemoArgs),
+    /// Segments, events, seq and time range, bytes, torrents seen.
+    Stats(inspect::StatsArgs),
+    /// Check every frame; exit 1 if anything is damaged. Never repairs.
+    Verify(inspect::VerifyArgs),
+    /// Print events as JSON lines.
+    Tail(inspect::TailArgs),
+}
+
+/// An error with the exit code it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(error: E) -> Self {
+        let error = error.into();
+        let code = match error.downcast_ref::<torrent_journal::Error>() {
+            Some(
+                torrent_journal::Error::ChecksumMismatch { .. }
+                | torrent_journal::Error::Corrupt { .. }
+                | torrent_journal::Error::SequenceBreak { .. }
+                | torrent_journal::Error::Decode { .. },
+            ) => 1,
+            Some(
+                torrent_journal::Error::InvalidArgument(_)
+                | torrent_journal::Error::InvalidInfoHash { .. }
+                | torrent_journal::Error::SeqNotRetained { .. },
+            ) => 2,
+            _ => 3,
+        };
+        Self { code, error }
+    }
+}
+
+impl Failure {
+    /// A usage error (exit code 2).
+    pub fn usage(message: impl std::fmt::Display) -> Self {
+        Self {
+            code: 2,
+            error: anyhow::anyhow!("{message}"),
+        }
+    }
+}
+
+/// Result of a command: the exit code on success.
+pub type CmdResult = Result<ExitCode, Failure>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.quiet);
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(args, cli.quiet),
+        Command::Stats(args) => inspect::stats(args),
+        Command::Verify(args) => inspect::verify(args),
+        Command::Tail(args) => inspect::tail(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("tj: {:#}", failure.error);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn init_tracing(quiet: bool) {
+    let default = if quiet { "error" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TJ_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
