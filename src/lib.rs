@@ -9,7 +9,9 @@ pub mod event;
 pub mod inspect;
 pub mod journal;
 pub mod model;
+pub mod projection;
 pub mod simulate;
+pub mod state;
 pub mod storage;
 
 pub use error::{Error, Result};

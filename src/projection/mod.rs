@@ -1,0 +1,156 @@
+//! Projections: materialized views of the journal, each with a checkpoint, caught up or rebuilt
+//! by replay.
+//!
+//! **Invariant:** a projection is a function of the journal prefix up to its checkpoint. It never
+//! holds anything the journal does not, so deleting it loses nothing: [`catch_up`] rebuilds it.
+
+pub mod file;
+pub mod memory;
+pub mod sqlite;
+
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::error::{Error, Result};
+use crate::event::Envelope;
+use crate::journal::JournalReader;
+use crate::model::Timestamp;
+
+pub use file::{FileProjection, FileProjectionOptions, FileView};
+pub use memory::{MemoryProjection, MemoryStats};
+pub use sqlite::{SqliteOptions, SqliteProjection};
+
+/// The last event a projection has applied: its seq and commit time. The time lets catch-up
+/// notice a projection built from a different journal that merely has the same seqs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub seq: u64,
+    pub at: Timestamp,
+}
+
+impl Checkpoint {
+    /// The checkpoint after applying `envelope`.
+    pub fn of(envelope: &Envelope) -> Self {
+        Self {
+            seq: envelope.seq,
+            at: envelope.at,
+        }
+    }
+}
+
+/// A materialized view of the journal.
+pub trait Projection: Send {
+    /// A short name for logs (`memory`, `files`, `sqlite`).
+    fn name(&self) -> &'static str;
+
+    /// The last event applied (seq 0: nothing).
+    fn checkpoint(&self) -> Checkpoint;
+
+    /// Applies consecutive envelopes, the first being `checkpoint().seq + 1`, and advances the
+    /// checkpoint — atomically: after a crash either all of the batch and its checkpoint are
+    /// visible, or none.
+    fn apply(&mut self, batch: &[Envelope]) -> Result<()>;
+
+    /// Forgets everything; the checkpoint returns to seq 0.
+    fn reset(&mut self) -> Result<()>;
+}
+
+/// Asserts the batch continues the checkpoint without gaps (a bug otherwise).
+pub(crate) fn check_batch(name: &str, checkpoint: Checkpoint, batch: &[Envelope]) -> Result<()> {
+    let mut expected = checkpoint.seq + 1;
+    for envelope in batch {
+        if envelope.seq != expected {
+            return Err(Error::InvalidArgument(format!(
+                "{name} projection at seq {} was given seq {} (expected {expected})",
+                checkpoint.seq, envelope.seq
+            )));
+        }
+        expected += 1;
+    }
+    Ok(())
+}
+
+/// What [`catch_up`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CatchUp {
+    /// Whether the projection was reset and rebuilt from the start.
+    pub rebuilt: bool,
+    /// Events applied.
+    pub applied: u64,
+    /// The checkpoint afterwards.
+    pub checkpoint: Checkpoint,
+}
+
+/// Events applied per projection batch during catch-up.
+pub const CATCH_UP_BATCH_EVENTS: usize = 4096;
+
+/// Brings `projection` up to the end of the journal: replays from its checkpoint + 1, or — when
+/// its checkpoint is not in the journal (ahead of it, or from another journal) — resets it and
+/// rebuilds from the start, with a warning. `progress` is called with each batch's last seq.
+pub fn catch_up(
+    projection: &mut dyn Projection,
+    reader: &JournalReader,
+    progress: &mut dyn FnMut(u64),
+) -> Result<CatchUp> {
+    let mut rebuilt = false;
+    let checkpoint = projection.checkpoint();
+    if checkpoint.seq > 0 && !journal_has(reader, checkpoint)? {
+        warn!(
+            projection = projection.name(),
+            checkpoint_seq = checkpoint.seq,
+            "projection checkpoint is not in the journal (journal restored from an older backup, or another journal); rebuilding"
+        );
+        projection.reset()?;
+        rebuilt = true;
+    }
+    let from = projection.checkpoint().seq + 1;
+    let mut applied = 0;
+    let mut batch = Vec::with_capacity(CATCH_UP_BATCH_EVENTS);
+    for envelope in reader.events(from)? {
+        batch.push(envelope?);
+        if batch.len() == CATCH_UP_BATCH_EVENTS {
+            applied += flush(projection, &mut batch, progress)?;
+        }
+    }
+    applied += flush(projection, &mut batch, progress)?;
+    if applied > 0 {
+        info!(projection = projection.name(), applied, rebuilt, "projection caught up");
+    }
+    Ok(CatchUp {
+        rebuilt,
+        applied,
+        checkpoint: projection.checkpoint(),
+    })
+}
+
+fn flush(
+    projection: &mut dyn Projection,
+    batch: &mut Vec<Envelope>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<u64> {
+    let Some(last) = batch.last() else {
+        return Ok(0);
+    };
+    let last_seq = last.seq;
+    projection.apply(batch)?;
+    progress(last_seq);
+    let applied = batch.len() as u64;
+    batch.clear();
+    Ok(applied)
+}
+
+/// Whether the journal holds the event `checkpoint` names (same seq, same commit time).
+fn journal_has(reader: &JournalReader, checkpoint: Checkpoint) -> Result<bool> {
+    let mut frames = match reader.frames(checkpoint.seq) {
+        Ok(frames) => frames,
+        Err(Error::SeqNotRetained { .. }) => return Ok(false),
+        Err(err) => return Err(err),
+    };
+    match frames.next() {
+        Some(frame) => {
+            let frame = frame?;
+            Ok(frame.seq == checkpoint.seq && frame.at == checkpoint.at)
+        }
+        None => Ok(false),
+    }
+}

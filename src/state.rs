@@ -1,0 +1,267 @@
+//! The reducer: the one place that decides what every event means.
+//!
+//! [`apply`] is a pure function from (state, event) to the next state. Every projection —
+//! memory, files, SQLite — must end up equal to folding the journal through it; the property
+//! tests in `tests/projection_equivalence.rs` hold them to that.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Envelope, Event, HookRecord};
+use crate::model::{HookEvent, InfoHash, SessionConfiguration, Timestamp, TorrentMetrics, TorrentState};
+
+/// Everything the journal says, folded: torrents, session configuration, metrics samples.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// Live torrents by info hash. `Arc` so readers share them without copying.
+    pub torrents: BTreeMap<InfoHash, Arc<TorrentState>>,
+    /// The last saved session configuration.
+    pub session: Option<SessionConfiguration>,
+    /// Metrics samples per live torrent, in the order they were recorded.
+    pub metrics: BTreeMap<InfoHash, Vec<TorrentMetrics>>,
+    /// Seq of the last event applied (0: none).
+    pub last_seq: u64,
+    /// Commit time of the last event applied.
+    pub last_at: Timestamp,
+}
+
+impl State {
+    /// Folds a sequence of envelopes into a fresh state.
+    pub fn from_envelopes<'a>(envelopes: impl IntoIterator<Item = &'a Envelope>) -> State {
+        let mut state = State::default();
+        for envelope in envelopes {
+            apply(&mut state, envelope);
+        }
+        state
+    }
+
+    /// Total number of metrics samples held.
+    pub fn metrics_len(&self) -> usize {
+        self.metrics.values().map(Vec::len).sum()
+    }
+}
+
+/// Applies one event. Envelopes must come in seq order, each exactly once.
+///
+/// Meanings:
+/// - added / started / stopped / completed, `TorrentSaved`, `TorrentsSaved`: the snapshot
+///   replaces the stored torrent (all of a `TorrentsSaved` at once: it is one event);
+/// - metadata: attaches the `.torrent` (and the file list, if the stored torrent has none) to
+///   the stored torrent, keeping its newer progress — the metadata hook runs on its own
+///   goroutine and may arrive after later events; an unknown torrent is stored as given;
+/// - error: records the message (`data["error"]`, else the snapshot's) on the stored torrent;
+/// - removed, `TorrentDeleted`: forgets the torrent and its metrics samples;
+/// - `MetricsRecorded`: keeps samples of known torrents only (like the seed's foreign key);
+/// - `MetricsPurged`: drops samples taken strictly before `older_than`.
+pub fn apply(state: &mut State, envelope: &Envelope) {
+    assert!(
+        envelope.seq > state.last_seq,
+        "events must be applied in seq order: seq {} after {}",
+        envelope.seq,
+        state.last_seq
+    );
+    match &envelope.event {
+        Event::Hook(record) => apply_hook(state, record),
+        Event::TorrentSaved { torrent } => put(state, torrent),
+        Event::TorrentsSaved { torrents } => torrents.iter().for_each(|t| put(state, t)),
+        Event::TorrentDeleted { info_hash } => remove(state, info_hash),
+        Event::SessionConfigSaved { config } => state.session = Some((**config).clone()),
+        Event::MetricsRecorded { samples } => record_metrics(state, samples),
+        Event::MetricsPurged { older_than } => purge_metrics(state, *older_than),
+    }
+    state.last_seq = envelope.seq;
+    state.last_at = envelope.at;
+}
+
+fn apply_hook(state: &mut State, record: &HookRecord) {
+    match record.event {
+        HookEvent::TorrentAdded
+        | HookEvent::TorrentStarted
+        | HookEvent::TorrentStopped
+        | HookEvent::TorrentCompleted => put(state, &record.torrent),
+        HookEvent::TorrentRemoved => remove(state, &record.torrent.info_hash),
+        HookEvent::TorrentMetadata => attach_metadata(state, &record.torrent),
+        HookEvent::TorrentError => record_error(state, record),
+    }
+}
+
+fn put(state: &mut State, torrent: &TorrentState) {
+    state
+        .torrents
+        .insert(torrent.info_hash, Arc::new(torrent.clone()));
+}
+
+fn remove(state: &mut State, info_hash: &InfoHash) {
+    state.torrents.remove(info_hash);
+    state.metrics.remove(info_hash);
+}
+
+fn attach_metadata(state: &mut State, snapshot: &TorrentState) {
+    let Some(stored) = state.torrents.get_mut(&snapshot.info_hash) else {
+        return put(state, snapshot);
+    };
+    let stored = Arc::make_mut(stored);
+    if snapshot.meta_info.is_some() {
+        stored.meta_info = snapshot.meta_info.clone();
+    }
+    if stored.files.is_empty() {
+        stored.files = snapshot.files.clone();
+        stored.priorities = snapshot.priorities.clone();
+        stored.wanted = snapshot.wanted.clone();
+    }
+}
+
+fn record_error(state: &mut State, record: &HookRecord) {
+    let message = record
+        .data
+        .get("error")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+        .or_else(|| record.torrent.error.clone());
+    match state.torrents.get_mut(&record.torrent.info_hash) {
+        Some(stored) => Arc::make_mut(stored).error = message,
+        None => {
+            let mut torrent = (*record.torrent).clone();
+            torrent.error = message;
+            put(state, &torrent);
+        }
+    }
+}
+
+fn record_metrics(state: &mut State, samples: &[TorrentMetrics]) {
+    for sample in samples {
+        if state.torrents.contains_key(&sample.info_hash) {
+            state
+                .metrics
+                .entry(sample.info_hash)
+                .or_default()
+                .push(sample.clone());
+        }
+    }
+}
+
+fn purge_metrics(state: &mut State, older_than: Timestamp) {
+    for samples in state.metrics.values_mut() {
+        samples.retain(|s| s.timestamp >= older_than);
+    }
+    state.metrics.retain(|_, samples| !samples.is_empty());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_unix_nanos(1_700_000_000_000_000_000 + secs * 1_000_000_000)
+    }
+
+    fn torrent(n: u8) -> TorrentState {
+        TorrentState::sample(InfoHash::V1([n; 20]), &format!("t{n}"), at(0))
+    }
+
+    fn hook(event: HookEvent, torrent: TorrentState, data: serde_json::Value) -> Event {
+        let serde_json::Value::Object(data) = data else {
+            panic!("data must be an object")
+        };
+        Event::Hook(HookRecord {
+            event,
+            torrent: Box::new(torrent),
+            data,
+            timestamp: at(1),
+        })
+    }
+
+    fn fold(events: Vec<Event>) -> State {
+        let envelopes: Vec<Envelope> = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| Envelope::new(i as u64 + 1, at(i as i64), e))
+            .collect();
+        State::from_envelopes(&envelopes)
+    }
+
+    #[test]
+    fn metadata_attaches_to_a_magnet_and_keeps_newer_progress() {
+        let mut magnet = torrent(1);
+        magnet.files.clear();
+        magnet.meta_info = None;
+        let mut progressed = magnet.clone();
+        progressed.percent_done = 0.75;
+        let mut with_meta = torrent(1);
+        with_meta.meta_info = Some(crate::model::MetaInfo::new(b"d4:infod4:name1:xee".to_vec()));
+        with_meta.percent_done = 0.0;
+        let state = fold(vec![
+            hook(HookEvent::TorrentAdded, magnet, json!({})),
+            Event::TorrentSaved {
+                torrent: Box::new(progressed),
+            },
+            hook(HookEvent::TorrentMetadata, with_meta.clone(), json!({})),
+        ]);
+        let stored = &state.torrents[&with_meta.info_hash];
+        assert_eq!(stored.meta_info, with_meta.meta_info);
+        assert_eq!(stored.files, with_meta.files);
+        assert_eq!(stored.percent_done, 0.75);
+    }
+
+    #[test]
+    fn error_records_the_message_and_removal_forgets_metrics() {
+        let t = torrent(2);
+        let sample = TorrentMetrics {
+            info_hash: t.info_hash,
+            timestamp: at(5),
+            ..TorrentMetrics::default()
+        };
+        let state = fold(vec![
+            hook(HookEvent::TorrentAdded, t.clone(), json!({})),
+            hook(HookEvent::TorrentError, t.clone(), json!({"error": "disk full"})),
+            Event::MetricsRecorded {
+                samples: vec![sample.clone()],
+            },
+        ]);
+        assert_eq!(state.torrents[&t.info_hash].error.as_deref(), Some("disk full"));
+        assert_eq!(state.metrics[&t.info_hash], vec![sample]);
+
+        let mut events = vec![hook(HookEvent::TorrentAdded, t.clone(), json!({}))];
+        events.push(hook(HookEvent::TorrentRemoved, t.clone(), json!({})));
+        let state = fold(events);
+        assert!(state.torrents.is_empty());
+        assert!(state.metrics.is_empty());
+    }
+
+    #[test]
+    fn metrics_for_unknown_torrents_are_dropped_and_purge_is_strict() {
+        let t = torrent(3);
+        let sample = |secs| TorrentMetrics {
+            info_hash: t.info_hash,
+            timestamp: at(secs),
+            ..TorrentMetrics::default()
+        };
+        let stranger = TorrentMetrics {
+            info_hash: InfoHash::V1([9; 20]),
+            ..sample(1)
+        };
+        let state = fold(vec![
+            Event::TorrentSaved {
+                torrent: Box::new(t.clone()),
+            },
+            Event::MetricsRecorded {
+                samples: vec![sample(1), sample(2), stranger],
+            },
+            Event::MetricsPurged { older_than: at(2) },
+        ]);
+        assert_eq!(state.metrics[&t.info_hash], vec![sample(2)]);
+        assert_eq!(state.metrics_len(), 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "seq order")]
+    fn out_of_order_application_is_a_bug() {
+        let mut state = State::default();
+        let event = Event::MetricsPurged { older_than: at(0) };
+        apply(&mut state, &Envelope::new(2, at(0), event.clone()));
+        apply(&mut state, &Envelope::new(2, at(0), event));
+    }
+}
