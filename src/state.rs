@@ -10,7 +10,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Envelope, Event, HookRecord};
-use crate::model::{HookEvent, InfoHash, SessionConfiguration, Timestamp, TorrentMetrics, TorrentState};
+use crate::model::{
+    HookEvent, InfoHash, SessionConfiguration, Timestamp, TorrentMetrics, TorrentState,
+};
 
 /// Everything the journal says, folded: torrents, session configuration, metrics samples.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -216,12 +218,19 @@ mod tests {
         };
         let state = fold(vec![
             hook(HookEvent::TorrentAdded, t.clone(), json!({})),
-            hook(HookEvent::TorrentError, t.clone(), json!({"error": "disk full"})),
+            hook(
+                HookEvent::TorrentError,
+                t.clone(),
+                json!({"error": "disk full"}),
+            ),
             Event::MetricsRecorded {
                 samples: vec![sample.clone()],
             },
         ]);
-        assert_eq!(state.torrents[&t.info_hash].error.as_deref(), Some("disk full"));
+        assert_eq!(
+            state.torrents[&t.info_hash].error.as_deref(),
+            Some("disk full")
+        );
         assert_eq!(state.metrics[&t.info_hash], vec![sample]);
 
         let mut events = vec![hook(HookEvent::TorrentAdded, t.clone(), json!({}))];

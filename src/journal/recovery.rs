@@ -203,7 +203,9 @@ fn cut_torn_header(storage: &dyn Storage, info: &SegmentInfo) -> Result<bool> {
         return Ok(false);
     }
     let broken = free_broken_path(storage, &info.path);
-    storage::write_atomic(storage, &broken, &bytes).ctx("save torn header", &broken)?;
+    if !bytes.is_empty() {
+        storage::write_atomic(storage, &broken, &bytes).ctx("save torn header", &broken)?;
+    }
     storage.remove_file(&info.path).ctx("remove", &info.path)?;
     let dir = storage::parent_dir(&info.path);
     storage.sync_dir(dir).ctx("fsync dir", dir)?;

@@ -73,10 +73,16 @@ fn approx_bytes(t: &TorrentState) -> usize {
         + t.meta_info.as_ref().map_or(0, |m| m.len())
         + strings(&t.labels)
         + strings(&t.tracker_list)
-        + t.files.iter().map(|f| f.name.capacity() + 48).sum::<usize>()
+        + t.files
+            .iter()
+            .map(|f| f.name.capacity() + 48)
+            .sum::<usize>()
         + t.priorities.capacity() * 8
         + t.wanted.capacity()
-        + t.peers.iter().map(|p| p.id.capacity() + p.address.capacity() + 80).sum::<usize>()
+        + t.peers
+            .iter()
+            .map(|p| p.id.capacity() + p.address.capacity() + 80)
+            .sum::<usize>()
 }
 
 impl Projection for MemoryProjection {

@@ -57,15 +57,13 @@ pub trait Projection: Send {
 
 /// Asserts the batch continues the checkpoint without gaps (a bug otherwise).
 pub(crate) fn check_batch(name: &str, checkpoint: Checkpoint, batch: &[Envelope]) -> Result<()> {
-    let mut expected = checkpoint.seq + 1;
-    for envelope in batch {
+    for (expected, envelope) in (checkpoint.seq + 1..).zip(batch) {
         if envelope.seq != expected {
             return Err(Error::InvalidArgument(format!(
                 "{name} projection at seq {} was given seq {} (expected {expected})",
                 checkpoint.seq, envelope.seq
             )));
         }
-        expected += 1;
     }
     Ok(())
 }
@@ -114,7 +112,10 @@ pub fn catch_up(
     }
     applied += flush(projection, &mut batch, progress)?;
     if applied > 0 {
-        info!(projection = projection.name(), applied, rebuilt, "projection caught up");
+        info!(
+            projection = projection.name(),
+            applied, rebuilt, "projection caught up"
+        );
     }
     Ok(CatchUp {
         rebuilt,

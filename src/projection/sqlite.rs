@@ -1,8 +1,1139 @@
-//! Placeholder: the SQLite projection (being written).
+//! The SQLite projection: the reducer's [`State`] materialized in a SQLite database that the
+//! go-i2p-bt SQLite persistence (and any SQL tool) can read.
+//!
+//! It owns the database file: its schema, its migrations and every row in it. Like every
+//! projection it holds nothing the journal does not; deleting the file loses nothing.
+//!
+//! # Schema (`PRAGMA user_version` = [`SCHEMA_VERSION`])
+//!
+//! Migration 1 is the Go persistence's schema, verbatim (`IF NOT EXISTS`, so a database the Go
+//! code created — `user_version` 0 — is adopted as is, rows included):
+//!
+//! ```text
+//! torrents(info_hash TEXT PRIMARY KEY, data TEXT NOT NULL, status INTEGER NOT NULL,
+//!          percent_done REAL NOT NULL, downloaded INTEGER NOT NULL, uploaded INTEGER NOT NULL,
+//!          added_date DATETIME NOT NULL, updated_date DATETIME NOT NULL)
+//!   idx_torrents_status(status), idx_torrents_updated(updated_date)
+//! session_config(id INTEGER PRIMARY KEY CHECK (id = 1), data TEXT NOT NULL,
+//!                updated_date DATETIME NOT NULL)
+//! torrent_metrics(id INTEGER PRIMARY KEY AUTOINCREMENT, info_hash TEXT NOT NULL,
+//!                 timestamp DATETIME NOT NULL, downloaded, uploaded, download_rate,
+//!                 upload_rate, peer_count INTEGER NOT NULL,
+//!                 FOREIGN KEY (info_hash) REFERENCES torrents(info_hash) ON DELETE CASCADE)
+//!   idx_metrics_hash_time(info_hash, timestamp), idx_metrics_timestamp(timestamp)
+//! ```
+//!
+//! Migration 2 adds our own tables: `tj_checkpoint(id = 1, seq, at_unix_nanos)` (the last
+//! event applied) and `torrent_metainfo(info_hash → torrents ON DELETE CASCADE, raw BLOB)` (the
+//! raw `.torrent`, which the `data` JSON leaves out), and rewrites the `DATETIME` text of rows
+//! the Go code wrote (`2006-01-02 15:04:05.999999999-07:00`) into our fixed form (below).
+//! Migration 3 adds `torrent_metrics.seeding_time` and `downloading_time` (nanoseconds,
+//! default 0). Each migration runs in its own transaction that also bumps `user_version`; a database newer than
+//! this build is refused with [`Error::UnsupportedVersion`], a file that is not a SQLite
+//! database with an [`Error::Io`] of kind [`std::io::ErrorKind::InvalidData`] (see
+//! [`is_not_a_database`]) — the caller deletes it and rebuilds.
+//!
+//! A database adopted from the Go code keeps its rows but starts at checkpoint 0: those rows
+//! are not from the journal, and replaying the journal writes over them (torrents the journal
+//! never mentions stay). Call [`Projection::reset`] first to get a pure journal projection.
+//!
+//! # Column contents
+//!
+//! - `torrents.data`: the torrent as JSON with Go's `TorrentState` keys (all of them; the
+//!   `meta_info` key is `null`, the bytes live in `torrent_metainfo`). `status`,
+//!   `percent_done`, `downloaded`, `uploaded` copy the torrent's fields; `added_date` is the
+//!   torrent's, `updated_date` the commit time (`Envelope::at`) of the event that last wrote
+//!   the row.
+//! - `session_config.data`: the [`SessionConfiguration`] as JSON.
+//! - Every `DATETIME` column we write holds [`sql_timestamp`] text: RFC 3339 in UTC with
+//!   exactly nine fraction digits (`2024-05-01T12:00:00.500000000Z`). The fixed width makes
+//!   text order equal time order, so range queries and `ORDER BY` compare strings correctly.
+//!   (Timestamps inside the `data` JSON keep [`Timestamp`]'s serde form, RFC 3339 with 0, 3,
+//!   6 or 9 fraction digits, which Go's `time.Time` reads.)
+//!
+//! # Atomicity
+//!
+//! [`Projection::apply`] writes a whole batch **and the checkpoint in the same transaction**
+//! (`BEGIN IMMEDIATE` … `COMMIT`), with `journal_mode=WAL` and `synchronous=FULL`, so after a
+//! crash the checkpoint always names exactly the data that is there.
+//!
+//! # Meaning
+//!
+//! Every event means what [`crate::state::apply`] says; [`SqliteProjection::load_state`] equals
+//! the reducer's state (the tests in `tests/projection_sqlite.rs` hold it to that), except that
+//! the optional [`SqliteOptions::metrics_retention`] also purges old samples, and non-finite
+//! floats (which JSON cannot carry) are stored as `0.0`.
 
-/// Placeholder.
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::types::{Type, ValueRef};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::{Checkpoint, Projection, check_batch};
+use crate::error::{Error, Result};
+use crate::event::{Envelope, Event, HookRecord};
+use crate::model::{
+    HookEvent, InfoHash, MetaInfo, MetricsSummary, SessionConfiguration, Timestamp, TorrentMetrics,
+    TorrentState,
+};
+use crate::state::State;
+
+/// Options of the SQLite projection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqliteOptions {
+    /// How long a statement waits for a lock held by another connection before failing
+    /// (milliseconds). Default 10 000, as the Go code.
+    pub busy_timeout_ms: u64,
+    /// When set, each batch also deletes the metrics samples older than the batch's last
+    /// commit time minus this, in the same transaction. Default `None` (keep everything the
+    /// journal keeps).
+    pub metrics_retention: Option<Duration>,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            busy_timeout_ms: 10_000,
+            metrics_retention: None,
+        }
+    }
+}
+
+/// One schema step: SQL, then optionally a data fix-up in Rust, in the same transaction.
+struct Migration {
+    sql: &'static str,
+    then: Option<fn(&Connection) -> rusqlite::Result<()>>,
+}
+
+/// The schema migrations, in order: `MIGRATIONS[i]` takes `user_version` `i` to `i + 1`.
+const MIGRATIONS: &[Migration] = &[
+    // 1: the go-i2p-bt schema, exactly. `IF NOT EXISTS` adopts a database the Go code created.
+    Migration {
+        sql: MIGRATION_1_GO_SCHEMA,
+        then: None,
+    },
+    // 2: our checkpoint and the raw .torrent files; rows the Go code wrote get our timestamps.
+    Migration {
+        sql: MIGRATION_2_OUR_TABLES,
+        then: Some(normalize_datetimes),
+    },
+    // 3: the duration fields of TorrentMetrics, which the Go table does not keep.
+    Migration {
+        sql: MIGRATION_3_METRIC_DURATIONS,
+        then: None,
+    },
+];
+
+const MIGRATION_1_GO_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS torrents (
+        info_hash TEXT PRIMARY KEY,
+        data TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        percent_done REAL NOT NULL,
+        downloaded INTEGER NOT NULL,
+        uploaded INTEGER NOT NULL,
+        added_date DATETIME NOT NULL,
+        updated_date DATETIME NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS idx_torrents_status ON torrents(status);
+    CREATE INDEX IF NOT EXISTS idx_torrents_updated ON torrents(updated_date);
+    CREATE TABLE IF NOT EXISTS session_config (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        data TEXT NOT NULL,
+        updated_date DATETIME NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS torrent_metrics (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        info_hash TEXT NOT NULL,
+        timestamp DATETIME NOT NULL,
+        downloaded INTEGER NOT NULL,
+        uploaded INTEGER NOT NULL,
+        download_rate INTEGER NOT NULL,
+        upload_rate INTEGER NOT NULL,
+        peer_count INTEGER NOT NULL,
+        FOREIGN KEY (info_hash) REFERENCES torrents(info_hash) ON DELETE CASCADE
+    );
+    CREATE INDEX IF NOT EXISTS idx_metrics_hash_time ON torrent_metrics(info_hash, timestamp);
+    CREATE INDEX IF NOT EXISTS idx_metrics_timestamp ON torrent_metrics(timestamp);";
+
+const MIGRATION_2_OUR_TABLES: &str = "CREATE TABLE tj_checkpoint (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seq INTEGER NOT NULL,
+        at_unix_nanos INTEGER NOT NULL
+    );
+    INSERT INTO tj_checkpoint (id, seq, at_unix_nanos) VALUES (1, 0, 0);
+    CREATE TABLE torrent_metainfo (
+        info_hash TEXT PRIMARY KEY REFERENCES torrents(info_hash) ON DELETE CASCADE,
+        raw BLOB NOT NULL
+    );";
+
+const MIGRATION_3_METRIC_DURATIONS: &str =
+    "ALTER TABLE torrent_metrics ADD COLUMN seeding_time INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE torrent_metrics ADD COLUMN downloading_time INTEGER NOT NULL DEFAULT 0;";
+
+/// The schema version this build creates and reads (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Every table, with the key [`SqliteProjection::dump_tables`] orders it by.
+const TABLES: [(&str, &str); 5] = [
+    ("tj_checkpoint", "id"),
+    ("session_config", "id"),
+    ("torrents", "info_hash"),
+    ("torrent_metainfo", "info_hash"),
+    ("torrent_metrics", "id"),
+];
+
+const UPSERT_TORRENT: &str = "INSERT INTO torrents
+        (info_hash, data, status, percent_done, downloaded, uploaded, added_date, updated_date)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+    ON CONFLICT (info_hash) DO UPDATE SET
+        data = excluded.data, status = excluded.status, percent_done = excluded.percent_done,
+        downloaded = excluded.downloaded, uploaded = excluded.uploaded,
+        added_date = excluded.added_date, updated_date = excluded.updated_date";
+const UPSERT_METAINFO: &str = "INSERT INTO torrent_metainfo (info_hash, raw) VALUES (?1, ?2)
+    ON CONFLICT (info_hash) DO UPDATE SET raw = excluded.raw";
+const DELETE_METAINFO: &str = "DELETE FROM torrent_metainfo WHERE info_hash = ?1";
+const DELETE_TORRENT: &str = "DELETE FROM torrents WHERE info_hash = ?1";
+const SELECT_TORRENT: &str = "SELECT t.data, t.percent_done, m.raw FROM torrents t
+    LEFT JOIN torrent_metainfo m ON m.info_hash = t.info_hash WHERE t.info_hash = ?1";
+const SELECT_ALL_TORRENTS: &str = "SELECT t.data, t.percent_done, m.raw FROM torrents t
+    LEFT JOIN torrent_metainfo m ON m.info_hash = t.info_hash
+    ORDER BY t.added_date, t.info_hash";
+const UPSERT_SESSION: &str = "INSERT INTO session_config (id, data, updated_date)
+    VALUES (1, ?1, ?2)
+    ON CONFLICT (id) DO UPDATE SET data = excluded.data, updated_date = excluded.updated_date";
+const SELECT_SESSION: &str = "SELECT data FROM session_config WHERE id = 1";
+/// Keeps samples of known torrents only, like the reducer (and the Go foreign key).
+const INSERT_METRIC: &str = "INSERT INTO torrent_metrics
+        (info_hash, timestamp, downloaded, uploaded, download_rate, upload_rate, peer_count,
+         seeding_time, downloading_time)
+    SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9
+    WHERE EXISTS (SELECT 1 FROM torrents WHERE info_hash = ?1)";
+const PURGE_METRICS: &str = "DELETE FROM torrent_metrics WHERE timestamp < ?1";
+/// The metrics columns [`metric_from_row`] reads, in its order.
+macro_rules! select_metrics {
+    ($rest:literal) => {
+        concat!(
+            "SELECT info_hash, timestamp, downloaded, uploaded, download_rate, upload_rate, \
+             peer_count, seeding_time, downloading_time FROM torrent_metrics ",
+            $rest
+        )
+    };
+}
+const SELECT_METRICS_OF_TORRENT: &str = select_metrics!(
+    "WHERE info_hash = ?1 AND timestamp >= ?2 AND timestamp <= ?3 ORDER BY timestamp, id"
+);
+const SELECT_METRICS_IN_RANGE: &str =
+    select_metrics!("WHERE timestamp >= ?1 AND timestamp <= ?2 ORDER BY id");
+const SELECT_ALL_METRICS: &str = select_metrics!("ORDER BY id");
+const UPDATE_CHECKPOINT: &str =
+    "UPDATE tj_checkpoint SET seq = ?1, at_unix_nanos = ?2 WHERE id = 1";
+const SELECT_CHECKPOINT: &str = "SELECT seq, at_unix_nanos FROM tj_checkpoint WHERE id = 1";
+
+/// The SQLite projection. See the [module docs](self) for the schema and guarantees.
 #[derive(Debug)]
-pub struct SqliteProjection;
-/// Placeholder.
-#[derive(Debug, Default)]
-pub struct SqliteOptions;
+pub struct SqliteProjection {
+    conn: Connection,
+    path: PathBuf,
+    options: SqliteOptions,
+    checkpoint: Checkpoint,
+}
+
+/// Whether `err` is [`SqliteProjection::open`]'s "this file is not a SQLite database" (or is a
+/// damaged one): the file can only be deleted and the projection rebuilt.
+pub fn is_not_a_database(err: &Error) -> bool {
+    matches!(err, Error::Io { op, source, .. }
+        if *op == OP_NOT_A_DATABASE && source.kind() == std::io::ErrorKind::InvalidData)
+}
+
+const OP_NOT_A_DATABASE: &str = "open SQLite projection (not a usable SQLite database)";
+
+/// `t` as the text the SQLite projection stores in `DATETIME` columns: RFC 3339 in UTC with
+/// exactly nine fraction digits, `YYYY-MM-DDTHH:MM:SS.fffffffffZ`.
+///
+/// Fixed width (every representable instant has a four-digit year), so comparing the strings
+/// compares the instants: use it for range-query parameters. [`Timestamp::to_rfc3339`] varies
+/// the fraction length (0, 3, 6 or 9 digits) and would not sort.
+pub fn sql_timestamp(t: Timestamp) -> String {
+    t.to_datetime().format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string()
+}
+
+/// Parses a `DATETIME` column: our fixed form, any RFC 3339, or the
+/// `2006-01-02 15:04:05.999999999-07:00` form Go's SQLite driver writes.
+fn parse_sql_timestamp(s: &str) -> Option<Timestamp> {
+    Timestamp::parse_rfc3339(s).ok()
+}
+
+impl SqliteProjection {
+    /// Opens (creating if needed) the database at `path` and migrates it to
+    /// [`SCHEMA_VERSION`].
+    ///
+    /// Errors: [`Error::UnsupportedVersion`] (or [`Error::InvalidArgument`] for absurd
+    /// versions) when the database is newer than this build; an [`Error::Io`] for which
+    /// [`is_not_a_database`] holds when the file is not a usable SQLite database; other
+    /// [`Error::Io`]s for SQLite failures.
+    pub fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let err = |op| sql_error(op, &path);
+        let mut conn = Connection::open(&path).map_err(err("open SQLite projection"))?;
+        conn.busy_timeout(Duration::from_millis(options.busy_timeout_ms))
+            .map_err(err("set busy timeout on"))?;
+        // The first read of the file: a non-database fails here, before anything is written.
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| open_error(e, &path))?;
+        check_version(version, &path)?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(|e| open_error(e, &path))?;
+        if !mode.eq_ignore_ascii_case("wal") && !mode.eq_ignore_ascii_case("memory") {
+            return Err(Error::InvalidArgument(format!(
+                "SQLite projection {}: cannot enable WAL journal mode (got {mode:?})",
+                path.display()
+            )));
+        }
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err("set synchronous=FULL on"))?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(err("enable foreign keys on"))?;
+        let foreign_keys: i64 = conn
+            .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+            .map_err(err("enable foreign keys on"))?;
+        if foreign_keys != 1 {
+            return Err(Error::InvalidArgument(format!(
+                "SQLite projection {}: this SQLite does not enforce foreign keys",
+                path.display()
+            )));
+        }
+        migrate(&mut conn, &path, version)?;
+        let checkpoint = read_checkpoint(&conn).map_err(|e| open_error(e, &path))?;
+        Ok(Self {
+            conn,
+            path,
+            options,
+            checkpoint,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The options it was opened with.
+    pub fn options(&self) -> &SqliteOptions {
+        &self.options
+    }
+
+    /// One torrent, with its metainfo, or `None`.
+    pub fn load_torrent(&self, info_hash: &InfoHash) -> Result<Option<TorrentState>> {
+        let run = || {
+            self.conn
+                .prepare_cached(SELECT_TORRENT)?
+                .query_row([info_hash.to_hex()], torrent_from_row)
+                .optional()
+        };
+        run().map_err(self.err("read torrent from"))
+    }
+
+    /// Every torrent, with its metainfo, ordered by `added_date` (then info hash).
+    pub fn load_all_torrents(&self) -> Result<Vec<TorrentState>> {
+        let run = || {
+            let mut stmt = self.conn.prepare_cached(SELECT_ALL_TORRENTS)?;
+            let rows = stmt.query_map([], torrent_from_row)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        };
+        run().map_err(self.err("read torrents from"))
+    }
+
+    /// The session configuration, if one was saved.
+    pub fn load_session_config(&self) -> Result<Option<SessionConfiguration>> {
+        let run = || {
+            self.conn
+                .prepare_cached(SELECT_SESSION)?
+                .query_row([], |row| json_column::<SessionConfiguration>(row, 0))
+                .optional()
+        };
+        run().map_err(self.err("read session configuration from"))
+    }
+
+    /// One torrent's samples taken in `from..=to`, ordered by timestamp, then insertion.
+    pub fn load_metrics(
+        &self,
+        info_hash: &InfoHash,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<TorrentMetrics>> {
+        let run = || {
+            let mut stmt = self.conn.prepare_cached(SELECT_METRICS_OF_TORRENT)?;
+            let rows = stmt.query_map(
+                params![info_hash.to_hex(), sql_timestamp(from), sql_timestamp(to)],
+                metric_from_row,
+            )?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        };
+        run().map_err(self.err("read metrics from"))
+    }
+
+    /// A summary per torrent of the samples taken in `from..=to`, in info-hash order;
+    /// torrents without samples in the range are left out.
+    pub fn metrics_summary(&self, from: Timestamp, to: Timestamp) -> Result<Vec<MetricsSummary>> {
+        let run = || {
+            let mut stmt = self.conn.prepare_cached(SELECT_METRICS_IN_RANGE)?;
+            let rows = stmt.query_map(
+                params![sql_timestamp(from), sql_timestamp(to)],
+                metric_from_row,
+            )?;
+            let mut by_torrent: BTreeMap<InfoHash, Vec<TorrentMetrics>> = BTreeMap::new();
+            for sample in rows {
+                let sample = sample?;
+                by_torrent.entry(sample.info_hash).or_default().push(sample);
+            }
+            Ok(by_torrent
+                .values()
+                .filter_map(|samples| MetricsSummary::from_samples(samples))
+                .collect())
+        };
+        run().map_err(self.err("summarize metrics from"))
+    }
+
+    /// The whole state, read in one transaction: what [`State::from_envelopes`] over the
+    /// journal up to the checkpoint gives (modulo the retention option).
+    pub fn load_state(&self) -> Result<State> {
+        let run = || -> rusqlite::Result<State> {
+            let tx = self.conn.unchecked_transaction()?;
+            let mut state = State::default();
+            {
+                let mut stmt = tx.prepare_cached(SELECT_ALL_TORRENTS)?;
+                for torrent in stmt.query_map([], torrent_from_row)? {
+                    let torrent = torrent?;
+                    state.torrents.insert(torrent.info_hash, Arc::new(torrent));
+                }
+            }
+            state.session = tx
+                .prepare_cached(SELECT_SESSION)?
+                .query_row([], |row| json_column::<SessionConfiguration>(row, 0))
+                .optional()?;
+            {
+                let mut stmt = tx.prepare_cached(SELECT_ALL_METRICS)?;
+                for sample in stmt.query_map([], metric_from_row)? {
+                    let sample = sample?;
+                    state
+                        .metrics
+                        .entry(sample.info_hash)
+                        .or_default()
+                        .push(sample);
+                }
+            }
+            let checkpoint = read_checkpoint(&tx)?;
+            state.last_seq = checkpoint.seq;
+            state.last_at = checkpoint.at;
+            Ok(state)
+        };
+        run().map_err(self.err("read state from"))
+    }
+
+    /// A deterministic text dump of every row of every table, each table ordered by its
+    /// primary key, for snapshot tests and debugging. Text is quoted, blobs are hex, reals
+    /// are printed with Rust's shortest round-trip form.
+    pub fn dump_tables(&self) -> Result<String> {
+        let run = || -> rusqlite::Result<String> {
+            let tx = self.conn.unchecked_transaction()?;
+            let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            let mut out = format!("user_version = {version}\n");
+            for (table, key) in TABLES {
+                let mut stmt = tx.prepare(&format!("SELECT * FROM {table} ORDER BY {key}"))?;
+                let names: Vec<String> = stmt.column_names().map(str::to_owned).collect();
+                let mut rows = stmt.query([])?;
+                let _ = writeln!(out, "\n[{table}]");
+                while let Some(row) = rows.next()? {
+                    for (i, name) in names.iter().enumerate() {
+                        let sep = if i == 0 { "" } else { " " };
+                        let _ = write!(out, "{sep}{name}={}", render_value(row.get_ref(i)?));
+                    }
+                    out.push('\n');
+                }
+            }
+            Ok(out)
+        };
+        run().map_err(self.err("dump tables of"))
+    }
+
+    fn err<'a>(&'a self, op: &'static str) -> impl Fn(rusqlite::Error) -> Error + 'a {
+        sql_error(op, &self.path)
+    }
+}
+
+impl Projection for SqliteProjection {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn checkpoint(&self) -> Checkpoint {
+        self.checkpoint
+    }
+
+    fn apply(&mut self, batch: &[Envelope]) -> Result<()> {
+        check_batch(self.name(), self.checkpoint, batch)?;
+        let Some(last) = batch.last() else {
+            return Ok(());
+        };
+        let retention_cutoff = self.options.metrics_retention.map(|retention| {
+            let nanos = i64::try_from(retention.as_nanos()).unwrap_or(i64::MAX);
+            last.at.saturating_add_nanos(-nanos)
+        });
+        // Dropping an uncommitted transaction rolls it back: on error nothing changed.
+        apply_batch(&mut self.conn, batch, retention_cutoff)
+            .map_err(sql_error("apply batch to SQLite projection", &self.path))?;
+        self.checkpoint = Checkpoint::of(last);
+        Ok(())
+    }
+
+    fn reset(&mut self) -> Result<()> {
+        reset_tables(&mut self.conn).map_err(sql_error("reset SQLite projection", &self.path))?;
+        self.checkpoint = Checkpoint::default();
+        Ok(())
+    }
+}
+
+/// Applies a batch and advances the checkpoint in one transaction.
+fn apply_batch(
+    conn: &mut Connection,
+    batch: &[Envelope],
+    retention_cutoff: Option<Timestamp>,
+) -> rusqlite::Result<()> {
+    let Some(last) = batch.last() else {
+        return Ok(());
+    };
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for envelope in batch {
+        apply_event(&tx, envelope)?;
+    }
+    if let Some(cutoff) = retention_cutoff {
+        tx.prepare_cached(PURGE_METRICS)?
+            .execute([sql_timestamp(cutoff)])?;
+    }
+    tx.prepare_cached(UPDATE_CHECKPOINT)?
+        .execute(params![seq_to_sql(last.seq)?, last.at.as_unix_nanos()])?;
+    tx.commit()
+}
+
+/// Deletes every row and returns the checkpoint to 0, in one transaction.
+fn reset_tables(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "DELETE FROM torrent_metrics;
+         DELETE FROM torrent_metainfo;
+         DELETE FROM torrents;
+         DELETE FROM session_config;
+         DELETE FROM sqlite_sequence WHERE name = 'torrent_metrics';
+         UPDATE tj_checkpoint SET seq = 0, at_unix_nanos = 0 WHERE id = 1;",
+    )?;
+    tx.commit()
+}
+
+/// Refuses databases newer than this build.
+fn check_version(version: i64, path: &Path) -> Result<()> {
+    if version <= i64::from(SCHEMA_VERSION) && version >= 0 {
+        return Ok(());
+    }
+    match u8::try_from(version) {
+        Ok(found) => Err(Error::UnsupportedVersion {
+            path: path.to_path_buf(),
+            found,
+            supported: SCHEMA_VERSION as u8,
+        }),
+        Err(_) => Err(Error::InvalidArgument(format!(
+            "SQLite projection {} has schema version (user_version) {version}; this build \
+             reads up to version {SCHEMA_VERSION}",
+            path.display()
+        ))),
+    }
+}
+
+/// Runs the migrations after `from`, each in its own transaction that also bumps
+/// `user_version`. The version is re-read under the write lock, so two processes opening the
+/// same file at once do not run a migration twice.
+fn migrate(conn: &mut Connection, path: &Path, from: i64) -> Result<()> {
+    let from = usize::try_from(from).unwrap_or(0);
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(from) {
+        let version = index as i64 + 1;
+        run_migration(conn, version, migration).map_err(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
+                open_error(e, path)
+            }
+            _ => sql_error("migrate the schema of SQLite projection", path)(e),
+        })?;
+    }
+    Ok(())
+}
+
+/// Runs one migration in its own transaction, unless another connection already did.
+fn run_migration(
+    conn: &mut Connection,
+    version: i64,
+    migration: &Migration,
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let current: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if current >= version {
+        return Ok(());
+    }
+    tx.execute_batch(migration.sql)?;
+    if let Some(then) = migration.then {
+        then(&tx)?;
+    }
+    tx.pragma_update(None, "user_version", version)?;
+    tx.commit()
+}
+
+/// Rewrites `DATETIME` text written by the Go code (`2006-01-02 15:04:05.999999999-07:00`)
+/// into the fixed [`sql_timestamp`] form, so that text order is time order for every row.
+/// Text that does not parse (or lies outside the representable range, like Go's zero time) is
+/// left as it is.
+fn normalize_datetimes(conn: &Connection) -> rusqlite::Result<()> {
+    for (table, key, column) in [
+        ("torrents", "info_hash", "added_date"),
+        ("torrents", "info_hash", "updated_date"),
+        ("session_config", "id", "updated_date"),
+        ("torrent_metrics", "id", "timestamp"),
+    ] {
+        let mut select = conn.prepare(&format!(
+            "SELECT {key}, {column} FROM {table} WHERE typeof({column}) = 'text'"
+        ))?;
+        let mut update = conn.prepare(&format!(
+            "UPDATE {table} SET {column} = ?2 WHERE {key} = ?1"
+        ))?;
+        let mut rows = select.query([])?;
+        while let Some(row) = rows.next()? {
+            let key = row.get::<_, rusqlite::types::Value>(0)?;
+            let text: String = row.get(1)?;
+            if let Some(t) = parse_sql_timestamp(&text) {
+                let fixed = sql_timestamp(t);
+                if fixed != text {
+                    update.execute(params![key, fixed])?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_checkpoint(conn: &Connection) -> rusqlite::Result<Checkpoint> {
+    let (seq, at): (i64, i64) = conn
+        .prepare_cached(SELECT_CHECKPOINT)?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    let seq = u64::try_from(seq)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, Type::Integer, Box::new(e)))?;
+    Ok(Checkpoint {
+        seq,
+        at: Timestamp::from_unix_nanos(at),
+    })
+}
+
+fn seq_to_sql(seq: u64) -> rusqlite::Result<i64> {
+    i64::try_from(seq).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+/// Applies one event with the meaning [`crate::state::apply`] gives it.
+fn apply_event(conn: &Connection, envelope: &Envelope) -> rusqlite::Result<()> {
+    let at = envelope.at;
+    match &envelope.event {
+        Event::Hook(record) => apply_hook(conn, record, at),
+        Event::TorrentSaved { torrent } => put_torrent(conn, torrent, at),
+        Event::TorrentsSaved { torrents } => torrents
+            .iter()
+            .try_for_each(|torrent| put_torrent(conn, torrent, at)),
+        Event::TorrentDeleted { info_hash } => remove_torrent(conn, info_hash),
+        Event::SessionConfigSaved { config } => {
+            let data = to_json(&finite_session(config))?;
+            conn.prepare_cached(UPSERT_SESSION)?
+                .execute(params![data, sql_timestamp(at)])?;
+            Ok(())
+        }
+        Event::MetricsRecorded { samples } => {
+            let mut stmt = conn.prepare_cached(INSERT_METRIC)?;
+            for s in samples {
+                stmt.execute(params![
+                    s.info_hash.to_hex(),
+                    sql_timestamp(s.timestamp),
+                    s.downloaded,
+                    s.uploaded,
+                    s.download_rate,
+                    s.upload_rate,
+                    s.peer_count,
+                    s.seeding_time,
+                    s.downloading_time,
+                ])?;
+            }
+            Ok(())
+        }
+        Event::MetricsPurged { older_than } => {
+            conn.prepare_cached(PURGE_METRICS)?
+                .execute([sql_timestamp(*older_than)])?;
+            Ok(())
+        }
+    }
+}
+
+fn apply_hook(conn: &Connection, record: &HookRecord, at: Timestamp) -> rusqlite::Result<()> {
+    let snapshot = &record.torrent;
+    match record.event {
+        HookEvent::TorrentAdded
+        | HookEvent::TorrentStarted
+        | HookEvent::TorrentStopped
+        | HookEvent::TorrentCompleted => put_torrent(conn, snapshot, at),
+        HookEvent::TorrentRemoved => remove_torrent(conn, &snapshot.info_hash),
+        HookEvent::TorrentMetadata => {
+            let Some(mut stored) = select_torrent(conn, &snapshot.info_hash)? else {
+                return put_torrent(conn, snapshot, at);
+            };
+            if snapshot.meta_info.is_some() {
+                stored.meta_info = snapshot.meta_info.clone();
+            }
+            if stored.files.is_empty() {
+                stored.files = snapshot.files.clone();
+                stored.priorities = snapshot.priorities.clone();
+                stored.wanted = snapshot.wanted.clone();
+            }
+            put_torrent(conn, &stored, at)
+        }
+        HookEvent::TorrentError => {
+            let message = record
+                .data
+                .get("error")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+                .or_else(|| snapshot.error.clone());
+            match select_torrent(conn, &snapshot.info_hash)? {
+                Some(mut stored) => {
+                    stored.error = message;
+                    put_torrent(conn, &stored, at)
+                }
+                None => {
+                    let mut torrent = (**snapshot).clone();
+                    torrent.error = message;
+                    put_torrent(conn, &torrent, at)
+                }
+            }
+        }
+    }
+}
+
+/// Replaces the stored torrent (row and metainfo) with `torrent`. An upsert, never
+/// `INSERT OR REPLACE`: replacing would delete the row and cascade to its metrics.
+fn put_torrent(conn: &Connection, torrent: &TorrentState, at: Timestamp) -> rusqlite::Result<()> {
+    let hash = torrent.info_hash.to_hex();
+    let stored = stored_form(torrent);
+    conn.prepare_cached(UPSERT_TORRENT)?.execute(params![
+        hash,
+        to_json(&*stored)?,
+        stored.status,
+        stored.percent_done,
+        stored.downloaded,
+        stored.uploaded,
+        sql_timestamp(stored.added_date),
+        sql_timestamp(at),
+    ])?;
+    match &torrent.meta_info {
+        Some(meta) => conn
+            .prepare_cached(UPSERT_METAINFO)?
+            .execute(params![hash, meta.as_bytes()])?,
+        None => conn.prepare_cached(DELETE_METAINFO)?.execute([&hash])?,
+    };
+    Ok(())
+}
+
+/// Forgets a torrent; its metrics and metainfo go with it (`ON DELETE CASCADE`).
+fn remove_torrent(conn: &Connection, info_hash: &InfoHash) -> rusqlite::Result<()> {
+    conn.prepare_cached(DELETE_TORRENT)?
+        .execute([info_hash.to_hex()])?;
+    Ok(())
+}
+
+fn select_torrent(
+    conn: &Connection,
+    info_hash: &InfoHash,
+) -> rusqlite::Result<Option<TorrentState>> {
+    conn.prepare_cached(SELECT_TORRENT)?
+        .query_row([info_hash.to_hex()], torrent_from_row)
+        .optional()
+}
+
+/// What goes into `data`: the torrent without its metainfo (stored apart) and with
+/// non-finite floats (which JSON cannot carry) as 0.0. Borrowed when nothing changes.
+fn stored_form(torrent: &TorrentState) -> Cow<'_, TorrentState> {
+    let finite = torrent.percent_done.is_finite() && torrent.seed_ratio_limit.is_finite();
+    if torrent.meta_info.is_none() && finite {
+        return Cow::Borrowed(torrent);
+    }
+    let mut copy = torrent.clone();
+    copy.meta_info = None;
+    if !copy.percent_done.is_finite() {
+        copy.percent_done = 0.0;
+    }
+    if !copy.seed_ratio_limit.is_finite() {
+        copy.seed_ratio_limit = 0.0;
+    }
+    Cow::Owned(copy)
+}
+
+fn finite_session(config: &SessionConfiguration) -> Cow<'_, SessionConfiguration> {
+    if config.seed_ratio_limit.is_finite() {
+        return Cow::Borrowed(config);
+    }
+    Cow::Owned(SessionConfiguration {
+        seed_ratio_limit: 0.0,
+        ..config.clone()
+    })
+}
+
+/// Reads `data, percent_done, raw` into a torrent. `percent_done` comes from its REAL column,
+/// which holds the exact `f64` (JSON float parsing may be off by one unit in the last place).
+fn torrent_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TorrentState> {
+    let mut torrent: TorrentState = json_column(row, 0)?;
+    torrent.percent_done = row.get(1)?;
+    torrent.meta_info = row.get::<_, Option<Vec<u8>>>(2)?.map(MetaInfo::new);
+    Ok(torrent)
+}
+
+/// Reads a row of the `select_metrics!` columns.
+fn metric_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TorrentMetrics> {
+    let hash: String = row.get(0)?;
+    let info_hash = InfoHash::parse(&hash)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, Type::Text, Box::new(e)))?;
+    let timestamp: String = row.get(1)?;
+    let timestamp = parse_sql_timestamp(&timestamp).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            1,
+            Type::Text,
+            format!("not an RFC 3339 timestamp: {timestamp:?}").into(),
+        )
+    })?;
+    Ok(TorrentMetrics {
+        info_hash,
+        timestamp,
+        downloaded: row.get(2)?,
+        uploaded: row.get(3)?,
+        download_rate: row.get(4)?,
+        upload_rate: row.get(5)?,
+        peer_count: row.get(6)?,
+        seeding_time: row.get(7)?,
+        downloading_time: row.get(8)?,
+    })
+}
+
+fn json_column<T: serde::de::DeserializeOwned>(
+    row: &rusqlite::Row<'_>,
+    index: usize,
+) -> rusqlite::Result<T> {
+    let text = row.get_ref(index)?.as_str()?;
+    serde_json::from_str(text)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(e)))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> rusqlite::Result<String> {
+    serde_json::to_string(value).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+fn render_value(value: ValueRef<'_>) -> String {
+    match value {
+        ValueRef::Null => "NULL".to_owned(),
+        ValueRef::Integer(i) => i.to_string(),
+        ValueRef::Real(f) => format!("{f:?}"),
+        ValueRef::Text(t) => format!("{:?}", String::from_utf8_lossy(t)),
+        ValueRef::Blob(b) => {
+            let mut hex = String::with_capacity(3 + 2 * b.len());
+            hex.push_str("x'");
+            for byte in b {
+                let _ = write!(hex, "{byte:02x}");
+            }
+            hex.push('\'');
+            hex
+        }
+    }
+}
+
+/// Maps a SQLite error to [`Error::Io`]: kind `InvalidData` for unreadable rows or files,
+/// `Other` otherwise.
+fn sql_error<'a>(op: &'static str, path: &'a Path) -> impl Fn(rusqlite::Error) -> Error + 'a {
+    move |e| {
+        let kind = match &e {
+            rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::InvalidColumnType(..) => std::io::ErrorKind::InvalidData,
+            e if matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+            ) =>
+            {
+                std::io::ErrorKind::InvalidData
+            }
+            _ => std::io::ErrorKind::Other,
+        };
+        Error::Io {
+            op,
+            path: path.to_path_buf(),
+            source: std::io::Error::new(kind, e),
+        }
+    }
+}
+
+/// Maps an error while first reading the file: "not a database" / "corrupt" become the
+/// [`is_not_a_database`] error.
+fn open_error(e: rusqlite::Error, path: &Path) -> Error {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
+            Error::Io {
+                op: OP_NOT_A_DATABASE,
+                path: path.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            }
+        }
+        _ => sql_error("open SQLite projection", path)(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_unix_nanos(1_714_564_800_000_000_000 + secs * 1_000_000_000)
+    }
+
+    fn user_version(conn: &Connection) -> i64 {
+        conn.pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap()
+    }
+
+    /// The Go persistence's schema as the Go code creates it (written out independently of
+    /// `MIGRATIONS[0]`), with `user_version` left at 0.
+    const GO_SCHEMA: &str = "
+        CREATE TABLE IF NOT EXISTS torrents (info_hash TEXT PRIMARY KEY, data TEXT NOT NULL,
+            status INTEGER NOT NULL, percent_done REAL NOT NULL, downloaded INTEGER NOT NULL,
+            uploaded INTEGER NOT NULL, added_date DATETIME NOT NULL,
+            updated_date DATETIME NOT NULL);
+        CREATE INDEX IF NOT EXISTS idx_torrents_status ON torrents(status);
+        CREATE INDEX IF NOT EXISTS idx_torrents_updated ON torrents(updated_date);
+        CREATE TABLE IF NOT EXISTS session_config (id INTEGER PRIMARY KEY CHECK (id = 1),
+            data TEXT NOT NULL, updated_date DATETIME NOT NULL);
+        CREATE TABLE IF NOT EXISTS torrent_metrics (id INTEGER PRIMARY KEY AUTOINCREMENT,
+            info_hash TEXT NOT NULL, timestamp DATETIME NOT NULL, downloaded INTEGER NOT NULL,
+            uploaded INTEGER NOT NULL, download_rate INTEGER NOT NULL,
+            upload_rate INTEGER NOT NULL, peer_count INTEGER NOT NULL,
+            FOREIGN KEY (info_hash) REFERENCES torrents(info_hash) ON DELETE CASCADE);
+        CREATE INDEX IF NOT EXISTS idx_metrics_hash_time ON torrent_metrics(info_hash, timestamp);
+        CREATE INDEX IF NOT EXISTS idx_metrics_timestamp ON torrent_metrics(timestamp);";
+
+    const HASH: &str = "c12fe1c06bba254a9dc9f519b335aa7c1367a88a";
+
+    /// A row as Go writes it: the file-projection keys, Go's driver time format.
+    fn insert_go_rows(conn: &Connection) {
+        let torrent = TorrentState::sample(InfoHash::parse(HASH).unwrap(), "go", at(0));
+        let data = String::from_utf8(torrent.to_go_file_json_pretty().unwrap()).unwrap();
+        conn.execute(
+            "INSERT INTO torrents VALUES (?1, ?2, 4, ?3, 100, 25,
+                '2024-05-01 12:00:00+00:00', '2024-05-01 12:05:00.5+00:00')",
+            params![HASH, data, torrent.percent_done],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO torrent_metrics (info_hash, timestamp, downloaded, uploaded,
+                download_rate, upload_rate, peer_count)
+             VALUES (?1, '2024-05-01 12:01:00+00:00', 10, 1, 1000, 100, 3)",
+            [HASH],
+        )
+        .unwrap();
+    }
+
+    fn check_migrated(path: &Path) {
+        let projection = SqliteProjection::open(path, SqliteOptions::default()).unwrap();
+        assert_eq!(user_version(&projection.conn), i64::from(SCHEMA_VERSION));
+        assert_eq!(projection.checkpoint(), Checkpoint::default());
+        let hash = InfoHash::parse(HASH).unwrap();
+        let torrent = projection.load_torrent(&hash).unwrap().expect("row kept");
+        let expected = TorrentState::sample(hash, "go", at(0));
+        assert_eq!(torrent.files, expected.files);
+        assert_eq!(torrent.percent_done, expected.percent_done);
+        assert_eq!(torrent.added_date, at(0));
+        let metrics = projection.load_metrics(&hash, at(-10), at(120)).unwrap();
+        assert_eq!(metrics.len(), 1);
+        assert_eq!(metrics[0].timestamp, at(60));
+        assert_eq!(
+            (metrics[0].seeding_time, metrics[0].downloading_time),
+            (0, 0)
+        );
+        // Our tables work on the adopted database.
+        let dump = projection.dump_tables().unwrap();
+        assert!(dump.contains("id=1 seq=0 at_unix_nanos=0"), "{dump}");
+        assert!(dump.contains("seeding_time=0 downloading_time=0"), "{dump}");
+        // Go's DATETIME text was rewritten into the fixed, sortable form.
+        assert!(
+            dump.contains(
+                "added_date=\"2024-05-01T12:00:00.000000000Z\" \
+                 updated_date=\"2024-05-01T12:05:00.500000000Z\""
+            ),
+            "{dump}"
+        );
+        assert!(
+            dump.contains("timestamp=\"2024-05-01T12:01:00.000000000Z\""),
+            "{dump}"
+        );
+    }
+
+    #[test]
+    fn a_database_created_by_the_go_code_is_migrated_forward_keeping_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("go.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(GO_SCHEMA).unwrap();
+            insert_go_rows(&conn);
+            assert_eq!(user_version(&conn), 0);
+        }
+        check_migrated(&path);
+        // Reopening at the newest version migrates nothing and keeps everything.
+        check_migrated(&path);
+    }
+
+    #[test]
+    fn a_database_at_version_1_is_migrated_step_by_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            run_migration(&mut conn, 1, &MIGRATIONS[0]).unwrap();
+            assert_eq!(user_version(&conn), 1);
+            insert_go_rows(&conn);
+        }
+        check_migrated(&path);
+        let conn = Connection::open(&path).unwrap();
+        let columns: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('torrent_metrics') ORDER BY cid")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            columns,
+            [
+                "id",
+                "info_hash",
+                "timestamp",
+                "downloaded",
+                "uploaded",
+                "download_rate",
+                "upload_rate",
+                "peer_count",
+                "seeding_time",
+                "downloading_time"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_newer_database_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "user_version", i64::from(SCHEMA_VERSION) + 1)
+                .unwrap();
+        }
+        let err = SqliteProjection::open(&path, SqliteOptions::default()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::UnsupportedVersion {
+                    found: 4,
+                    supported: 3,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("new.db"), "{err}");
+        let conn = Connection::open(&path).unwrap();
+        assert_eq!(user_version(&conn), i64::from(SCHEMA_VERSION) + 1);
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "delete", "a refused database is not switched to WAL");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("junk.db");
+        std::fs::write(
+            &path,
+            "this is not a SQLite database, just some text. ".repeat(40),
+        )
+        .unwrap();
+        let err = SqliteProjection::open(&path, SqliteOptions::default()).unwrap_err();
+        assert!(is_not_a_database(&err), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("not a usable SQLite database"), "{text}");
+        assert!(text.contains("junk.db"), "{text}");
+        // The caller deletes it and rebuilds.
+        std::fs::remove_file(&path).unwrap();
+        let projection = SqliteProjection::open(&path, SqliteOptions::default()).unwrap();
+        assert_eq!(projection.checkpoint().seq, 0);
+    }
+
+    #[test]
+    fn pragmas_are_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let projection =
+            SqliteProjection::open(dir.path().join("p.db"), SqliteOptions::default()).unwrap();
+        let get = |name: &str| -> String {
+            projection
+                .conn
+                .pragma_query_value(None, name, |r| r.get::<_, rusqlite::types::Value>(0))
+                .map(|v| format!("{v:?}"))
+                .unwrap()
+        };
+        assert_eq!(get("journal_mode"), "Text(\"wal\")");
+        assert_eq!(get("synchronous"), "Integer(2)"); // FULL
+        assert_eq!(get("foreign_keys"), "Integer(1)");
+        assert_eq!(get("busy_timeout"), "Integer(10000)");
+    }
+
+    #[test]
+    fn sql_timestamps_are_fixed_width_and_sort_like_time() {
+        assert_eq!(sql_timestamp(at(0)), "2024-05-01T12:00:00.000000000Z");
+        assert_eq!(
+            sql_timestamp(Timestamp::from_unix_nanos(1_714_564_800_500_000_000)),
+            "2024-05-01T12:00:00.500000000Z"
+        );
+        let instants = [
+            Timestamp::MIN,
+            Timestamp::from_unix_nanos(-1),
+            Timestamp::UNIX_EPOCH,
+            Timestamp::from_unix_nanos(1),
+            at(0),
+            Timestamp::from_unix_nanos(1_714_564_800_000_000_001),
+            Timestamp::from_unix_nanos(1_714_564_800_100_000_000),
+            Timestamp::from_unix_nanos(1_714_564_800_120_000_000),
+            at(1),
+            Timestamp::MAX,
+        ];
+        let texts: Vec<String> = instants.iter().map(|&t| sql_timestamp(t)).collect();
+        for pair in texts.windows(2) {
+            assert!(pair[0] < pair[1], "{pair:?}");
+            assert_eq!(pair[0].len(), 30);
+        }
+        for (t, text) in instants.iter().zip(&texts) {
+            assert_eq!(parse_sql_timestamp(text), Some(*t));
+        }
+        assert_eq!(
+            parse_sql_timestamp("2024-05-01 12:00:00.5+00:00"),
+            Some(Timestamp::from_unix_nanos(1_714_564_800_500_000_000))
+        );
+    }
+}

@@ -1,0 +1,99 @@
+//! Helpers shared by the integration tests: small events, journals on simulated storage.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use torrent_journal::event::Event;
+use torrent_journal::journal::{self, JournalOptions};
+use torrent_journal::model::{InfoHash, ManualClock, Timestamp, TorrentState};
+use torrent_journal::storage::{SimStorage, Storage};
+use torrent_journal::{Journal, JournalReader};
+
+/// The store directory used on simulated storage.
+pub const SIM_DIR: &str = "/store";
+
+/// A deterministic commit clock starting at 2023-11-14T22:13:20Z.
+pub fn clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(Timestamp::from_unix_nanos(
+        1_700_000_000_000_000_000,
+    )))
+}
+
+/// A small event (~40 bytes encoded) whose content depends on `n`.
+pub fn small_event(n: u64) -> Event {
+    let mut bytes = [0u8; 20];
+    bytes[..8].copy_from_slice(&n.to_le_bytes());
+    Event::TorrentDeleted {
+        info_hash: InfoHash::V1(bytes),
+    }
+}
+
+/// A realistic ~1 KB event for torrent `n`.
+pub fn torrent_event(n: u64) -> Event {
+    let mut bytes = [0u8; 20];
+    bytes[..8].copy_from_slice(&n.to_le_bytes());
+    let torrent = TorrentState::sample(
+        InfoHash::V1(bytes),
+        &format!("t{n}"),
+        Timestamp::from_unix_nanos(1_700_000_000_000_000_000),
+    );
+    Event::TorrentSaved {
+        torrent: Box::new(torrent),
+    }
+}
+
+/// Options on simulated storage with a manual clock and the given segment size.
+pub fn sim_options(storage: &SimStorage, segment_size_bytes: u64) -> JournalOptions {
+    JournalOptions {
+        segment_size_bytes,
+        storage: Arc::new(storage.clone()),
+        clock: clock(),
+        ..JournalOptions::default()
+    }
+}
+
+/// Writes `count` small events (one append each) to a fresh simulated journal.
+pub fn sim_journal(count: u64, segment_size_bytes: u64) -> SimStorage {
+    let storage = SimStorage::new();
+    let journal = Journal::open_with(SIM_DIR, sim_options(&storage, segment_size_bytes)).unwrap();
+    for n in 1..=count {
+        journal.append(&small_event(n)).unwrap();
+    }
+    journal.close().unwrap();
+    storage
+}
+
+/// The segment paths of a simulated journal, in order.
+pub fn segments(storage: &SimStorage) -> Vec<PathBuf> {
+    let reader = JournalReader::with_storage(Arc::new(storage.clone()), SIM_DIR).unwrap();
+    reader
+        .segments()
+        .unwrap()
+        .into_iter()
+        .map(|s| s.path)
+        .collect()
+}
+
+/// Every event's seq read back (panics on a read error).
+pub fn read_seqs(storage: Arc<dyn Storage>, dir: &Path) -> Vec<u64> {
+    JournalReader::with_storage(storage, dir)
+        .unwrap()
+        .events(1)
+        .unwrap()
+        .map(|e| e.unwrap().seq)
+        .collect()
+}
+
+/// Frame boundaries (offsets where each frame starts, plus the end) of a segment's bytes.
+pub fn frame_starts(bytes: &[u8]) -> Vec<usize> {
+    let mut starts = Vec::new();
+    let mut pos = journal::segment::SEGMENT_HEADER_BYTES;
+    while pos < bytes.len() {
+        starts.push(pos);
+        let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+        pos += journal::frame::FRAME_HEADER_BYTES + len;
+    }
+    starts.push(pos);
+    starts
+}
