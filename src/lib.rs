@@ -4,16 +4,21 @@
 //! truth); projections are views rebuilt from it. See `ARCHITECTURE.md` and `docs/FORMAT.md`.
 #![forbid(unsafe_code)]
 
+pub mod compaction;
 pub mod error;
 pub mod event;
+pub mod history;
 pub mod inspect;
 pub mod journal;
 pub mod model;
 pub mod projection;
 pub mod simulate;
+pub mod snapshot;
 pub mod state;
 pub mod storage;
+pub mod store;
 
 pub use error::{Error, Result};
 pub use event::{Envelope, Event};
 pub use journal::{Durability, Journal, JournalOptions, JournalReader, Receipt};
+pub use store::{StoreOptions, TorrentStore};

@@ -35,6 +35,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::event::{self, Event};
 use crate::model::{Clock, SystemClock};
 use crate::storage::{RealStorage, Storage};
+pub(crate) use writer::CommitListener;
 use writer::{Message, Request, StartPosition, Writer};
 
 /// Name of the journal's subdirectory inside a store directory.
@@ -118,6 +119,8 @@ struct Shared {
     dir: PathBuf,
     max_event_bytes: usize,
     durability: Durability,
+    /// Whether a commit listener needs the events themselves along with their encodings.
+    listening: bool,
     status: Arc<WriterStatus>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -130,6 +133,17 @@ impl Journal {
 
     /// Opens the journal in `dir`: takes the lock, recovers, starts the writer thread.
     pub fn open_with(dir: impl AsRef<Path>, options: JournalOptions) -> Result<Self> {
+        Self::open_listening(dir, options, None)
+    }
+
+    /// Opens with a listener that sees every committed event before its appender is answered.
+    /// Every append must then carry its events (see [`Journal::append_events_async`]).
+    pub(crate) fn open_listening(
+        dir: impl AsRef<Path>,
+        options: JournalOptions,
+        listener: Option<CommitListener>,
+    ) -> Result<Self> {
+        let listening = listener.is_some();
         let dir = dir.as_ref().to_path_buf();
         let span = info_span!("journal_open", dir = %dir.display());
         let _entered = span.enter();
@@ -148,7 +162,14 @@ impl Journal {
                 .map(|s| (s.path.clone(), recovered.active_len_bytes)),
         };
         let status = Arc::new(WriterStatus::default());
-        let writer = Writer::start(&options, journal_dir, position, lock, Arc::clone(&status))?;
+        let writer = Writer::start(
+            &options,
+            journal_dir,
+            position,
+            lock,
+            Arc::clone(&status),
+            listener,
+        )?;
         let (tx, rx) = mpsc::channel(options.queue_capacity);
         let thread = std::thread::Builder::new()
             .name("tj-writer".into())
@@ -163,6 +184,7 @@ impl Journal {
                 dir,
                 max_event_bytes: options.max_event_bytes,
                 durability: options.durability,
+                listening,
                 status,
                 thread: Mutex::new(Some(thread)),
             }),
@@ -189,25 +211,48 @@ impl Journal {
     /// Blocks the calling thread: from async code use [`Journal::append_async`] (like tokio's
     /// own blocking calls, this panics on an async runtime's worker thread).
     pub fn append(&self, event: &Event) -> Result<Receipt> {
-        self.append_all_encoded(vec![self.encode(event)?])
+        let events = self.retained(std::slice::from_ref(event));
+        self.append_all_encoded(vec![self.encode(event)?], events)
     }
 
     /// Appends events as consecutive seqs in one commit (all in one batch).
     pub fn append_all(&self, events: &[Event]) -> Result<Receipt> {
         let payloads = self.encode_all(events)?;
-        self.append_all_encoded(payloads)
+        self.append_all_encoded(payloads, self.retained(events))
     }
 
     /// Async form of [`Journal::append`].
     pub async fn append_async(&self, event: &Event) -> Result<Receipt> {
         let payload = self.encode(event)?;
-        self.submit_async(vec![payload]).await
+        let events = self.retained(std::slice::from_ref(event));
+        self.submit_async(vec![payload], events).await
     }
 
     /// Async form of [`Journal::append_all`].
     pub async fn append_all_async(&self, events: &[Event]) -> Result<Receipt> {
         let payloads = self.encode_all(events)?;
-        self.submit_async(payloads).await
+        self.submit_async(payloads, self.retained(events)).await
+    }
+
+    /// Appends owned events as consecutive seqs in one commit, without copying them for a
+    /// commit listener.
+    pub(crate) async fn append_events_async(&self, events: Vec<Event>) -> Result<Receipt> {
+        let payloads = self.encode_all(&events)?;
+        let events = if self.shared.listening {
+            events
+        } else {
+            Vec::new()
+        };
+        self.submit_async(payloads, events).await
+    }
+
+    /// Copies of the events for the commit listener, if there is one.
+    fn retained(&self, events: &[Event]) -> Vec<Event> {
+        if self.shared.listening {
+            events.to_vec()
+        } else {
+            Vec::new()
+        }
     }
 
     fn encode_all(&self, events: &[Event]) -> Result<Vec<Vec<u8>>> {
@@ -230,9 +275,13 @@ impl Journal {
         Ok(payload)
     }
 
-    fn append_all_encoded(&self, payloads: Vec<Vec<u8>>) -> Result<Receipt> {
+    fn append_all_encoded(&self, payloads: Vec<Vec<u8>>, events: Vec<Event>) -> Result<Receipt> {
         let (reply, rx) = oneshot::channel();
-        let message = Message::Append(Request { payloads, reply });
+        let message = Message::Append(Request {
+            payloads,
+            events,
+            reply,
+        });
         self.shared
             .tx
             .blocking_send(message)
@@ -240,9 +289,13 @@ impl Journal {
         rx.blocking_recv().map_err(|_| Error::Closed)?
     }
 
-    async fn submit_async(&self, payloads: Vec<Vec<u8>>) -> Result<Receipt> {
+    async fn submit_async(&self, payloads: Vec<Vec<u8>>, events: Vec<Event>) -> Result<Receipt> {
         let (reply, rx) = oneshot::channel();
-        let message = Message::Append(Request { payloads, reply });
+        let message = Message::Append(Request {
+            payloads,
+            events,
+            reply,
+        });
         self.shared
             .tx
             .send(message)

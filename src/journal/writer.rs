@@ -19,6 +19,7 @@ use super::frame;
 use super::segment::{self, SEGMENT_HEADER_BYTES, SegmentHeader};
 use super::{Durability, JournalOptions};
 use crate::error::{Error, IoContext, Result};
+use crate::event::{Envelope, Event};
 use crate::model::{Clock, Timestamp};
 use crate::storage::{self, LockGuard, Storage, StorageFile};
 
@@ -44,8 +45,16 @@ impl Receipt {
 #[derive(Debug)]
 pub(crate) struct Request {
     pub payloads: Vec<Vec<u8>>,
+    /// The decoded events, handed to the commit listener (empty when there is none).
+    pub events: Vec<Event>,
     pub reply: oneshot::Sender<Result<Receipt>>,
 }
+
+/// Receives every committed event, in seq order, on the writer thread — after the batch is
+/// written (and synced, under `EveryBatch`) and before any appender of the batch is answered.
+/// This is what gives a store read-your-writes: its projections see an event before its
+/// appender returns. It must be quick and must not append to the journal.
+pub(crate) type CommitListener = Box<dyn FnMut(Vec<Envelope>) + Send>;
 
 impl Request {
     fn bytes(&self) -> usize {
@@ -112,6 +121,7 @@ pub(crate) struct Writer {
     poisoned: Option<String>,
     status: Arc<WriterStatus>,
     buf: Vec<u8>,
+    listener: Option<CommitListener>,
     _lock: Box<dyn LockGuard>,
 }
 
@@ -122,6 +132,7 @@ impl Writer {
         position: StartPosition,
         lock: Box<dyn LockGuard>,
         status: Arc<WriterStatus>,
+        listener: Option<CommitListener>,
     ) -> Result<Self> {
         let storage = Arc::clone(&options.storage);
         let (file, active_path, active_len_bytes) = match position.active {
@@ -156,6 +167,7 @@ impl Writer {
             poisoned: None,
             status,
             buf: Vec::with_capacity(64 * 1024),
+            listener,
             _lock: lock,
         })
     }
@@ -289,7 +301,20 @@ impl Writer {
         }
     }
 
-    fn acknowledge(&mut self, batch: Vec<Request>, first_seq: u64, at: Timestamp) {
+    fn acknowledge(&mut self, mut batch: Vec<Request>, first_seq: u64, at: Timestamp) {
+        if let Some(listener) = self.listener.as_mut() {
+            let events = batch.iter_mut().flat_map(|r| std::mem::take(&mut r.events));
+            let envelopes: Vec<Envelope> = (first_seq..)
+                .zip(events)
+                .map(|(seq, event)| Envelope::new(seq, at, event))
+                .collect();
+            assert_eq!(
+                envelopes.last().map(|e| e.seq),
+                Some(self.next_seq - 1),
+                "a listening journal carries an event for every payload"
+            );
+            listener(envelopes);
+        }
         let mut seq = first_seq;
         for request in batch {
             let count = request.payloads.len() as u64;

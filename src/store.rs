@@ -1,0 +1,466 @@
+//! The store: the seed's persistence interface (and metrics interface, and a hook sink) as
+//! "append an event, let the projections follow".
+//!
+//! Writes go to the journal; the writer thread hands every committed batch, in seq order, to
+//! the memory projection (before the appender is answered: read-your-writes) and to a bounded
+//! queue feeding the disk projections (SQLite, files) on their own thread. Blocking work never
+//! runs on the async runtime's worker threads: the journal and the projections have their own
+//! threads, and opening runs under `spawn_blocking`.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tracing::{error, info, warn};
+
+use crate::error::{Error, IoContext, Result};
+use crate::event::{Envelope, Event};
+use crate::journal::{CommitListener, Journal, JournalOptions, JournalReader, Receipt};
+use crate::model::{
+    Clock, HookContext, InfoHash, MetricsSummary, SessionConfiguration, Timestamp, TorrentMetrics,
+    TorrentState,
+};
+use crate::projection::{
+    self, FileProjection, FileProjectionOptions, MemoryProjection, MemoryStats, Projection,
+    SqliteOptions, SqliteProjection,
+};
+
+/// Which projections a store keeps besides memory (always on), and how.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// The journal's options (durability, segment size, storage, clock).
+    pub journal: JournalOptions,
+    /// A SQLite projection at this path (relative paths are inside the store directory).
+    pub sqlite: Option<PathBuf>,
+    pub sqlite_options: SqliteOptions,
+    /// A file projection in this directory (relative paths are inside the store directory).
+    pub files: Option<PathBuf>,
+    pub file_options: FileProjectionOptions,
+    /// Committed batches that may wait for the disk projections before appends slow down.
+    pub projection_queue_batches: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            journal: JournalOptions::default(),
+            sqlite: None,
+            sqlite_options: SqliteOptions::default(),
+            files: None,
+            file_options: FileProjectionOptions::default(),
+            projection_queue_batches: 1024,
+        }
+    }
+}
+
+impl StoreOptions {
+    /// Default file name of the SQLite projection inside the store directory.
+    pub const SQLITE_FILE_NAME: &'static str = "state.db";
+    /// Default directory of the file projection inside the store directory.
+    pub const FILES_DIR_NAME: &'static str = "files";
+
+    /// Adds the SQLite projection at `DIR/state.db`.
+    pub fn with_sqlite(mut self) -> Self {
+        self.sqlite = Some(PathBuf::from(Self::SQLITE_FILE_NAME));
+        self
+    }
+
+    /// Adds the file projection at `DIR/files/`.
+    pub fn with_files(mut self) -> Self {
+        self.files = Some(PathBuf::from(Self::FILES_DIR_NAME));
+        self
+    }
+}
+
+/// The embedded store. Cheap to clone; every method is safe to call from many tasks at once.
+#[derive(Debug, Clone)]
+pub struct TorrentStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    journal: Journal,
+    memory: Arc<RwLock<MemoryProjection>>,
+    applier: Mutex<Option<JoinHandle<()>>>,
+    applied: Arc<Progress>,
+    clock: Arc<dyn Clock>,
+    sqlite_path: Option<PathBuf>,
+    files_dir: Option<PathBuf>,
+}
+
+/// The disk projections' applied seq, waitable.
+#[derive(Debug, Default)]
+struct Progress {
+    seq: Mutex<u64>,
+    changed: Condvar,
+}
+
+impl Progress {
+    fn set(&self, seq: u64) {
+        *self.seq.lock().unwrap_or_else(|p| p.into_inner()) = seq;
+        self.changed.notify_all();
+    }
+
+    fn wait_for(&self, target: u64, timeout: Duration) -> bool {
+        let guard = self.seq.lock().unwrap_or_else(|p| p.into_inner());
+        let (guard, _) = self
+            .changed
+            .wait_timeout_while(guard, timeout, |seq| *seq < target)
+            .unwrap_or_else(|p| p.into_inner());
+        *guard >= target
+    }
+}
+
+/// A batch of committed events on its way to the disk projections.
+type Batch = Vec<Envelope>;
+
+impl TorrentStore {
+    /// Opens the store in `dir`: takes the journal's lock, recovers it, opens the configured
+    /// projections and catches them up (rebuilding any that is unreadable or ahead of the
+    /// journal). Runs the blocking work off the async runtime.
+    pub async fn open(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        tokio::task::spawn_blocking(move || Self::open_blocking(&dir, options))
+            .await
+            .map_err(|e| Error::InvalidArgument(format!("store open task failed: {e}")))?
+    }
+
+    /// [`TorrentStore::open`] for synchronous callers (not on an async worker thread).
+    pub fn open_blocking(dir: &Path, options: StoreOptions) -> Result<Self> {
+        let memory = Arc::new(RwLock::new(MemoryProjection::new()));
+        let has_disk = options.sqlite.is_some() || options.files.is_some();
+        let (tx, rx) = sync_channel::<Batch>(options.projection_queue_batches.max(1));
+        let listener = listener(Arc::clone(&memory), has_disk.then_some(tx));
+        let clock = Arc::clone(&options.journal.clock);
+        let journal = Journal::open_listening(dir, options.journal.clone(), Some(listener))?;
+        let reader = JournalReader::with_storage(Arc::clone(&options.journal.storage), dir)?;
+
+        {
+            let mut memory = memory.write().unwrap_or_else(|p| p.into_inner());
+            projection::catch_up(&mut *memory, &reader, &mut |_| {})?;
+        }
+        let sqlite_path = options.sqlite.as_ref().map(|p| dir.join(p));
+        let files_dir = options.files.as_ref().map(|p| dir.join(p));
+        let mut disk: Vec<Box<dyn Projection>> = Vec::new();
+        if let Some(path) = &sqlite_path {
+            disk.push(Box::new(open_sqlite(path, &options.sqlite_options)?));
+        }
+        if let Some(files) = &files_dir {
+            let storage = Arc::clone(&options.journal.storage);
+            disk.push(Box::new(open_files(storage, files, options.file_options)?));
+        }
+        for projection in &mut disk {
+            projection::catch_up(projection.as_mut(), &reader, &mut |_| {})?;
+        }
+        let applied = Arc::new(Progress::default());
+        applied.set(journal.status().last_seq());
+        let applier = if disk.is_empty() {
+            None
+        } else {
+            let progress = Arc::clone(&applied);
+            let thread = std::thread::Builder::new()
+                .name("tj-projections".into())
+                .spawn(move || run_applier(disk, rx, &progress))
+                .ctx("spawn projection thread", dir)?;
+            Some(thread)
+        };
+        info!(dir = %dir.display(), last_seq = journal.status().last_seq(), "store open");
+        Ok(Self {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                journal,
+                memory,
+                applier: Mutex::new(applier),
+                applied,
+                clock,
+                sqlite_path,
+                files_dir,
+            }),
+        })
+    }
+
+    /// The store directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The SQLite projection's path, if configured (open it read-only for your own queries).
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        self.inner.sqlite_path.as_deref()
+    }
+
+    /// The file projection's directory, if configured.
+    pub fn files_dir(&self) -> Option<&Path> {
+        self.inner.files_dir.as_deref()
+    }
+
+    /// Seq of the last committed event (0 if none).
+    pub fn last_seq(&self) -> u64 {
+        self.inner.journal.status().last_seq()
+    }
+
+    async fn append(&self, event: Event) -> Result<Receipt> {
+        self.inner.journal.append_events_async(vec![event]).await
+    }
+
+    // --- the seed's eight operations -------------------------------------------------------
+
+    /// Saves one torrent. Returns once durable and visible to `load_torrent`.
+    pub async fn save_torrent(&self, torrent: &TorrentState) -> Result<Receipt> {
+        let torrent = Box::new(torrent.clone());
+        self.append(Event::TorrentSaved { torrent }).await
+    }
+
+    /// Loads one torrent; [`Error::TorrentNotFound`] names a missing hash.
+    pub async fn load_torrent(&self, info_hash: &InfoHash) -> Result<Arc<TorrentState>> {
+        self.memory()
+            .get(info_hash)
+            .ok_or_else(|| Error::TorrentNotFound {
+                info_hash: info_hash.to_hex(),
+            })
+    }
+
+    /// Saves many torrents as one event: after a crash either all are saved or none.
+    pub async fn save_all_torrents(&self, torrents: &[TorrentState]) -> Result<Receipt> {
+        let torrents = torrents.to_vec();
+        self.append(Event::TorrentsSaved { torrents }).await
+    }
+
+    /// Every torrent, in info-hash order.
+    pub async fn load_all_torrents(&self) -> Result<Vec<Arc<TorrentState>>> {
+        Ok(self.memory().all())
+    }
+
+    /// Deletes one torrent (and its metrics samples).
+    pub async fn delete_torrent(&self, info_hash: &InfoHash) -> Result<Receipt> {
+        let info_hash = *info_hash;
+        self.append(Event::TorrentDeleted { info_hash }).await
+    }
+
+    /// Saves the session configuration.
+    pub async fn save_session_config(&self, config: &SessionConfiguration) -> Result<Receipt> {
+        let config = Box::new(config.clone());
+        self.append(Event::SessionConfigSaved { config }).await
+    }
+
+    /// The session configuration, if one was ever saved.
+    pub async fn load_session_config(&self) -> Result<Option<SessionConfiguration>> {
+        Ok(self.memory().session().cloned())
+    }
+
+    /// Flushes everything, waits for the projections, stops the threads, releases the lock.
+    pub async fn close(&self) -> Result<()> {
+        self.inner.journal.close_async().await?;
+        let handle = self
+            .inner
+            .applier
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(handle) = handle {
+            tokio::task::spawn_blocking(move || handle.join())
+                .await
+                .map_err(|e| Error::InvalidArgument(format!("projection thread: {e}")))?
+                .map_err(|_| Error::InvalidArgument("projection thread panicked".into()))?;
+        }
+        Ok(())
+    }
+
+    // --- metrics ----------------------------------------------------------------------------
+
+    /// Records a batch of samples (samples of unknown torrents are dropped by the reducer).
+    pub async fn save_metrics(&self, samples: &[TorrentMetrics]) -> Result<Receipt> {
+        let samples = samples.to_vec();
+        self.append(Event::MetricsRecorded { samples }).await
+    }
+
+    /// One torrent's samples with `from <= timestamp <= to`, in time order.
+    pub async fn load_metrics(
+        &self,
+        info_hash: &InfoHash,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<TorrentMetrics>> {
+        let memory = self.memory();
+        let mut samples: Vec<TorrentMetrics> = memory
+            .state()
+            .metrics
+            .get(info_hash)
+            .into_iter()
+            .flatten()
+            .filter(|s| s.timestamp >= from && s.timestamp <= to)
+            .cloned()
+            .collect();
+        samples.sort_by_key(|s| s.timestamp);
+        Ok(samples)
+    }
+
+    /// A summary per torrent of the samples in `[from, to]`, in info-hash order.
+    pub async fn metrics_summary(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<MetricsSummary>> {
+        let memory = self.memory();
+        let summaries = memory.state().metrics.values().filter_map(|samples| {
+            let in_range: Vec<TorrentMetrics> = samples
+                .iter()
+                .filter(|s| s.timestamp >= from && s.timestamp <= to)
+                .cloned()
+                .collect();
+            MetricsSummary::from_samples(&in_range)
+        });
+        Ok(summaries.collect())
+    }
+
+    /// Drops samples older than `older_than` (measured from now).
+    pub async fn purge_metrics(&self, older_than: Duration) -> Result<Receipt> {
+        let nanos = i64::try_from(older_than.as_nanos()).unwrap_or(i64::MAX);
+        let cutoff = self.inner.clock.now().saturating_add_nanos(-nanos);
+        self.append(Event::MetricsPurged { older_than: cutoff })
+            .await
+    }
+
+    // --- the client's event sink ------------------------------------------------------------
+
+    /// Journals one hook event (any of the seven). Safe to call from many tasks: events are
+    /// ordered by their journal seq.
+    pub async fn record_hook(&self, context: HookContext) -> Result<Receipt> {
+        self.append(Event::from(context)).await
+    }
+
+    /// Appends any event (for tools such as `tj undelete`).
+    pub async fn append_event(&self, event: Event) -> Result<Receipt> {
+        self.append(event).await
+    }
+
+    // --- introspection ----------------------------------------------------------------------
+
+    /// Size figures of the memory projection.
+    pub fn memory_stats(&self) -> MemoryStats {
+        self.memory().stats()
+    }
+
+    /// A read guard on the memory projection (keep it short: the writer waits for it).
+    pub fn memory(&self) -> std::sync::RwLockReadGuard<'_, MemoryProjection> {
+        self.inner.memory.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until the disk projections have applied everything committed so far.
+    pub async fn flush_projections(&self) -> Result<()> {
+        let target = self.last_seq();
+        let applied = Arc::clone(&self.inner.applied);
+        let reached = tokio::task::spawn_blocking(move || {
+            applied.wait_for(target, Duration::from_secs(3600))
+        })
+        .await
+        .map_err(|e| Error::InvalidArgument(format!("flush task failed: {e}")))?;
+        if reached {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(
+                "projections did not catch up".into(),
+            ))
+        }
+    }
+}
+
+/// The commit listener: memory first (before the appender hears back), then the disk queue.
+fn listener(
+    memory: Arc<RwLock<MemoryProjection>>,
+    disk: Option<SyncSender<Batch>>,
+) -> CommitListener {
+    Box::new(move |batch: Vec<Envelope>| {
+        {
+            let mut memory = memory.write().unwrap_or_else(|p| p.into_inner());
+            if let Err(err) = memory.apply(&batch) {
+                // Only a seq bug can get here; the journal stays the truth and a reopen rebuilds.
+                error!(error = %err, "memory projection refused a batch");
+            }
+        }
+        if let Some(tx) = &disk
+            && tx.send(batch).is_err()
+        {
+            warn!("disk projections stopped; they will catch up when the store reopens");
+        }
+    })
+}
+
+/// Most events the projection thread applies in one batch (one SQLite transaction).
+const APPLY_BATCH_EVENTS: usize = 8192;
+
+/// The disk projections' thread: drains the queue in seq order, coalescing batches.
+fn run_applier(mut projections: Vec<Box<dyn Projection>>, rx: Receiver<Batch>, applied: &Progress) {
+    let mut failed = vec![false; projections.len()];
+    while let Ok(mut batch) = rx.recv() {
+        loop {
+            match rx.try_recv() {
+                Ok(mut more) if batch.len() < APPLY_BATCH_EVENTS => batch.append(&mut more),
+                Ok(more) => {
+                    apply_all(&mut projections, &mut failed, &batch);
+                    batch = more;
+                }
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        apply_all(&mut projections, &mut failed, &batch);
+        if let Some(last) = batch.last() {
+            applied.set(last.seq);
+        }
+    }
+}
+
+fn apply_all(projections: &mut [Box<dyn Projection>], failed: &mut [bool], batch: &[Envelope]) {
+    for (projection, failed) in projections.iter_mut().zip(failed.iter_mut()) {
+        if *failed {
+            continue;
+        }
+        if let Err(err) = projection.apply(batch) {
+            // The journal has the events; the projection catches up from its checkpoint on the
+            // next open. Until then it stays behind rather than guess.
+            error!(projection = projection.name(), error = %err, "projection failed; it will catch up on reopen");
+            *failed = true;
+        }
+    }
+}
+
+/// Opens the SQLite projection, rebuilding it from scratch when the file is unusable.
+fn open_sqlite(path: &Path, options: &SqliteOptions) -> Result<SqliteProjection> {
+    match SqliteProjection::open(path, options.clone()) {
+        Ok(projection) => Ok(projection),
+        Err(err)
+            if projection::sqlite::is_not_a_database(&err)
+                || matches!(err, Error::UnsupportedVersion { .. }) =>
+        {
+            warn!(path = %path.display(), error = %err, "SQLite projection unreadable; rebuilding it from the journal");
+            for suffix in ["", "-wal", "-shm"] {
+                let file = PathBuf::from(format!("{}{suffix}", path.display()));
+                if file.exists() {
+                    std::fs::remove_file(&file).ctx("remove", &file)?;
+                }
+            }
+            SqliteProjection::open(path, options.clone())
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// Opens the file projection, starting it empty when its directory is unreadable.
+fn open_files(
+    storage: Arc<dyn crate::storage::Storage>,
+    dir: &Path,
+    options: FileProjectionOptions,
+) -> Result<FileProjection> {
+    match FileProjection::open(Arc::clone(&storage), dir, options) {
+        Ok(projection) => Ok(projection),
+        Err(err @ (Error::Io { .. } | Error::Closed)) => Err(err),
+        Err(err) => {
+            warn!(dir = %dir.display(), error = %err, "file projection unreadable; rebuilding it from the journal");
+            FileProjection::open_empty(storage, dir, options)
+        }
+    }
+}
