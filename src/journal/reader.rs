@@ -89,6 +89,27 @@ impl JournalReader {
         recovery::list_segments(&*self.storage, &self.journal_dir)
     }
 
+    /// The seq and commit time of the last event, reading only the last non-empty segment.
+    pub fn head(&self) -> Result<Option<(u64, Timestamp)>> {
+        let segments = self.segments()?;
+        for info in segments.iter().rev() {
+            let last = Frames {
+                storage: Arc::clone(&self.storage),
+                segments: vec![info.clone()],
+                index: 0,
+                from_seq: info.first_seq,
+                current: None,
+                done: false,
+            }
+            .last()
+            .transpose()?;
+            if let Some(frame) = last {
+                return Ok(Some((frame.seq, frame.at)));
+            }
+        }
+        Ok(None)
+    }
+
     /// Frames with seq ≥ `from_seq`, in seq order.
     pub fn frames(&self, from_seq: u64) -> Result<Frames> {
         let segments = self.segments()?;

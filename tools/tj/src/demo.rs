@@ -12,7 +12,7 @@ use serde::Serialize;
 use torrent_journal::journal::{self, JournalReader};
 use torrent_journal::model::Timestamp;
 use torrent_journal::simulate::Simulation;
-use torrent_journal::{Durability, Journal, JournalOptions};
+use torrent_journal::{Durability, JournalOptions, StoreOptions, TorrentStore};
 
 use crate::{CmdResult, Failure};
 
@@ -36,6 +36,10 @@ pub struct DemoArgs {
     /// Segment size in MiB.
     #[arg(long, default_value_t = 64)]
     segment_mib: u64,
+    /// Projections to materialize besides memory: `sqlite` (DIR/state.db), `files`
+    /// (DIR/files/), `memory` (none on disk) or `all`.
+    #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "files", "memory", "all"])]
+    projection: String,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -67,6 +71,8 @@ struct Summary {
     events_per_sec: f64,
     mib_per_sec: f64,
     durability: String,
+    projections: Vec<String>,
+    projections_caught_up_ms: f64,
 }
 
 pub fn run(args: DemoArgs, quiet: bool) -> CmdResult {
@@ -74,14 +80,34 @@ pub fn run(args: DemoArgs, quiet: bool) -> CmdResult {
         return Err(Failure::usage("--tasks must be at least 1"));
     }
     let events = args.events.unwrap_or(args.torrents * 50);
-    let options = JournalOptions {
+    let journal = JournalOptions {
         durability: args.durability,
         segment_size_bytes: args.segment_mib.max(1) * 1024 * 1024,
         ..JournalOptions::default()
     };
-    let journal = Journal::open_with(&args.dir, options)?;
+    let mut options = StoreOptions {
+        journal,
+        ..StoreOptions::default()
+    };
+    let mut projections = vec!["memory".to_owned()];
+    if matches!(args.projection.as_str(), "sqlite" | "all") {
+        options = options.with_sqlite();
+        projections.push(format!(
+            "sqlite:{}",
+            args.dir.join(StoreOptions::SQLITE_FILE_NAME).display()
+        ));
+    }
+    if matches!(args.projection.as_str(), "files" | "all") {
+        options = options.with_files();
+        projections.push(format!(
+            "files:{}",
+            args.dir.join(StoreOptions::FILES_DIR_NAME).display()
+        ));
+    }
+    let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    let store = runtime.block_on(TorrentStore::open(&args.dir, options))?;
     let bytes_before = journal_bytes(&args.dir)?;
-    let first_seq = journal.status().last_seq() + 1;
+    let first_seq = store.last_seq() + 1;
     let sim = Simulation {
         // Seeding with the next seq makes a continued journal get new torrents.
         seed: first_seq,
@@ -92,11 +118,12 @@ pub fn run(args: DemoArgs, quiet: bool) -> CmdResult {
     };
     let progress = progress_bar(events as u64, quiet);
     let started = Instant::now();
-    let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
-    let appended = runtime.block_on(append_all(&journal, sim, &progress))?;
+    let appended = runtime.block_on(append_all(&store, sim, &progress))?;
     let elapsed = started.elapsed();
     progress.finish_and_clear();
-    journal.close()?;
+    runtime.block_on(store.flush_projections())?;
+    let caught_up = started.elapsed();
+    runtime.block_on(store.close())?;
     let summary = Summary {
         dir: args.dir.clone(),
         events: appended,
@@ -109,6 +136,8 @@ pub fn run(args: DemoArgs, quiet: bool) -> CmdResult {
         events_per_sec: appended as f64 / elapsed.as_secs_f64(),
         mib_per_sec: 0.0,
         durability: args.durability.to_string(),
+        projections,
+        projections_caught_up_ms: caught_up.as_secs_f64() * 1e3,
     };
     let summary = Summary {
         mib_per_sec: summary.bytes as f64 / 1048576.0 / elapsed.as_secs_f64(),
@@ -119,18 +148,18 @@ pub fn run(args: DemoArgs, quiet: bool) -> CmdResult {
 }
 
 async fn append_all(
-    journal: &Journal,
+    store: &TorrentStore,
     sim: Simulation,
     progress: &ProgressBar,
 ) -> anyhow::Result<u64> {
     let mut handles = Vec::new();
     for task in 0..sim.tasks {
-        let journal = journal.clone();
+        let store = store.clone();
         let progress = progress.clone();
         handles.push(tokio::spawn(async move {
             let mut appended = 0u64;
             for event in sim.task(task) {
-                journal.append_async(&event).await?;
+                store.append_event(event).await?;
                 appended += 1;
                 progress.inc(1);
             }
@@ -191,6 +220,11 @@ fn print_summary(summary: &Summary, json: bool) -> anyhow::Result<()> {
     println!(
         "      journal: {}",
         journal::journal_dir(&summary.dir).display()
+    );
+    println!(
+        "      projections: {} (all caught up {:.1} ms after the first append)",
+        summary.projections.join(", "),
+        summary.projections_caught_up_ms
     );
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 mod demo;
 mod inspect;
+mod replay;
 
 use std::process::ExitCode;
 
@@ -36,6 +37,8 @@ enum Command {
     Verify(inspect::VerifyArgs),
     /// Print events as JSON lines.
     Tail(inspect::TailArgs),
+    /// Rebuild a projection (`sqlite:PATH` or `files:DIR`) from the journal.
+    Replay(replay::ReplayArgs),
 }
 
 /// An error with the exit code it maps to.
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
         Command::Stats(args) => inspect::stats(args),
         Command::Verify(args) => inspect::verify(args),
         Command::Tail(args) => inspect::tail(args),
+        Command::Replay(args) => replay::run(args, cli.quiet),
     };
     match result {
         Ok(code) => code,
