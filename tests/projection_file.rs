@@ -49,7 +49,10 @@ fn flat() -> FileProjectionOptions {
 }
 
 fn sharded() -> FileProjectionOptions {
-    FileProjectionOptions { shard: true }
+    FileProjectionOptions {
+        shard: true,
+        ..FileProjectionOptions::default()
+    }
 }
 
 fn open(storage: &SimStorage, options: FileProjectionOptions) -> FileProjection {
@@ -668,6 +671,9 @@ impl Storage for Counting {
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         self.inner.sync_dir(dir)
     }
+    fn set_mode(&self, path: &Path, mode: u32) -> io::Result<()> {
+        self.inner.set_mode(path, mode)
+    }
     fn try_lock(&self, path: &Path, pid: u32) -> io::Result<Option<Box<dyn LockGuard>>> {
         self.inner.try_lock(path, pid)
     }
@@ -1037,4 +1043,66 @@ fn metrics_only_empty_and_gapped_batches() {
     let err = projection.apply(&events[52..53]).unwrap_err();
     assert!(message(&err).contains("expected 52"), "{err}");
     assert_eq!(projection.name(), "files");
+}
+
+/// Files get 0644 and directories 0755 by default (the seed's advice); stricter modes apply to
+/// every file the projection writes, the checkpoint included.
+#[test]
+fn permission_modes_are_applied_on_the_real_file_system() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let envelopes = script_envelopes_for_modes();
+    for (options, file_mode, dir_mode) in [
+        (FileProjectionOptions::default(), 0o644, 0o755),
+        (
+            FileProjectionOptions {
+                shard: true,
+                dir_mode: 0o700,
+                file_mode: 0o600,
+            },
+            0o600,
+            0o700,
+        ),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("files");
+        let mut projection = FileProjection::open(
+            Arc::new(torrent_journal::storage::RealStorage),
+            &dir,
+            options,
+        )
+        .unwrap();
+        projection.apply(&envelopes).unwrap();
+        let mut seen_files = 0;
+        for (relative, _) in projection.tree_listing().unwrap() {
+            let path = dir.join(&relative);
+            assert_eq!(mode(&path), file_mode, "{relative}");
+            assert_eq!(mode(path.parent().unwrap()), dir_mode, "{relative}");
+            seen_files += 1;
+        }
+        assert!(
+            seen_files >= 3,
+            "checkpoint, session and torrents: {seen_files}"
+        );
+    }
+}
+
+fn script_envelopes_for_modes() -> Vec<Envelope> {
+    let sim = torrent_journal::simulate::Simulation {
+        seed: 5,
+        torrents: 3,
+        events: 30,
+        tasks: 1,
+        start: Timestamp::from_unix_nanos(1_700_000_000_000_000_000),
+    };
+    sim.task(0)
+        .enumerate()
+        .map(|(i, e)| {
+            Envelope::new(
+                i as u64 + 1,
+                Timestamp::from_unix_nanos(1_700_000_000_000_000_000 + i as i64),
+                e,
+            )
+        })
+        .collect()
 }

@@ -88,7 +88,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::event::{Envelope, Event};
 use crate::model::{InfoHash, MetaInfo, SessionConfiguration, Timestamp, TorrentState};
 use crate::state::{self, State};
-use crate::storage::{Storage, parent_dir, tmp_path, write_atomic};
+use crate::storage::{Storage, parent_dir, tmp_path};
 
 const TORRENTS_DIR: &str = "torrents";
 const METADATA_DIR: &str = "metadata";
@@ -101,13 +101,27 @@ const TMP_EXT: &str = ".tmp";
 const CHECKPOINT_FORMAT: u64 = 1;
 
 /// Options of a [`FileProjection`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileProjectionOptions {
     /// Put each torrent's files in a subdirectory named after the first two hex characters of
     /// its info hash (`torrents/ab/ab….json`), which keeps directories small with many
     /// torrents. Go's layout is flat (`false`, the default). Opening a directory written with
     /// the other setting discards its files (the caller then rebuilds from the journal).
     pub shard: bool,
+    /// Permission bits of the directories it creates (0755 by default, as the seed advises).
+    pub dir_mode: u32,
+    /// Permission bits of the files it writes (0644 by default); e.g. 0600 for stricter.
+    pub file_mode: u32,
+}
+
+impl Default for FileProjectionOptions {
+    fn default() -> Self {
+        Self {
+            shard: false,
+            dir_mode: 0o755,
+            file_mode: 0o644,
+        }
+    }
 }
 
 /// What the files of a file projection say (or should say): the parsed JSON of each
@@ -515,10 +529,13 @@ impl FileProjection {
         if self.storage.is_dir(&torrents) && self.storage.is_dir(&metadata) {
             return Ok(());
         }
-        for dir in [&torrents, &metadata] {
+        for dir in [&self.dir, &torrents, &metadata] {
             self.storage
                 .create_dir_all(dir)
                 .ctx("create directory", dir)?;
+            self.storage
+                .set_mode(dir, self.options.dir_mode)
+                .ctx("chmod", dir)?;
         }
         self.storage.sync_dir(&self.dir).ctx("fsync", &self.dir)?;
         let parent = parent_dir(&self.dir);
@@ -696,7 +713,8 @@ impl FileProjection {
             .map_err(|e| Error::Encode(format!("{CHECKPOINT_FILE}: {e}")))?;
         bytes.push(b'\n');
         let path = self.checkpoint_path();
-        write_atomic(&*self.storage, &path, &bytes).ctx("write", &path)
+        self.write_file(&path, &bytes)?;
+        self.storage.sync_dir(&self.dir).ctx("fsync", &self.dir)
     }
 
     /// `<path>.tmp` → write → fsync → rename (the directory is fsynced by the caller).
@@ -704,6 +722,9 @@ impl FileProjection {
         let tmp = tmp_path(path);
         let mut file = self.storage.create(&tmp).ctx("create", &tmp)?;
         file.write_all(bytes).ctx("write", &tmp)?;
+        self.storage
+            .set_mode(&tmp, self.options.file_mode)
+            .ctx("chmod", &tmp)?;
         file.sync_data().ctx("fsync", &tmp)?;
         drop(file);
         self.storage.rename(&tmp, path).ctx("rename", path)
@@ -717,6 +738,9 @@ impl FileProjection {
         self.storage
             .create_dir_all(dir)
             .ctx("create directory", dir)?;
+        self.storage
+            .set_mode(dir, self.options.dir_mode)
+            .ctx("chmod", dir)?;
         let parent = parent_dir(dir);
         self.storage.sync_dir(parent).ctx("fsync", parent)?;
         self.shard_dirs.insert(dir.to_path_buf());
@@ -1134,7 +1158,10 @@ mod tests {
             let p = FileProjection::new(
                 storage.clone(),
                 PathBuf::from("/d"),
-                FileProjectionOptions { shard },
+                FileProjectionOptions {
+                    shard,
+                    ..FileProjectionOptions::default()
+                },
             );
             let h = InfoHash::V1([0xab; 20]);
             let hex = h.to_hex();

@@ -56,6 +56,8 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     /// Makes the directory's entries (creations, renames, removals) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Sets a file's or directory's permission bits (`chmod`).
+    fn set_mode(&self, path: &Path, mode: u32) -> io::Result<()>;
     /// Takes an exclusive advisory lock on `path` (created if missing) and records `pid` in it.
     /// Returns `Ok(None)` when another holder has it.
     fn try_lock(&self, path: &Path, pid: u32) -> io::Result<Option<Box<dyn LockGuard>>>;

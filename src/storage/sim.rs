@@ -70,6 +70,7 @@ struct SimState {
     durable_names: BTreeMap<PathBuf, u64>,
     dirs: BTreeSet<PathBuf>,
     locks: BTreeSet<PathBuf>,
+    modes: BTreeMap<PathBuf, u32>,
     ops_total: u64,
     ops_by_kind: HashMap<OpKind, u64>,
     faults: Vec<Fault>,
@@ -144,6 +145,11 @@ impl SimStorage {
         let state = self.lock();
         let id = state.names.get(path)?;
         Some(state.contents[id].current.clone())
+    }
+
+    /// The permission bits last set on `path` with [`Storage::set_mode`] (renames carry them).
+    pub fn mode_of(&self, path: &Path) -> Option<u32> {
+        self.lock().modes.get(path).copied()
     }
 
     /// Replaces a file's contents, durably (for tests that damage bytes directly).
@@ -389,6 +395,10 @@ impl Storage for SimStorage {
             .remove(from)
             .ok_or_else(|| io::Error::other("raced"))?;
         state.names.insert(to.to_path_buf(), id);
+        match state.modes.remove(from) {
+            Some(mode) => state.modes.insert(to.to_path_buf(), mode),
+            None => state.modes.remove(to),
+        };
         Ok(())
     }
 
@@ -412,6 +422,15 @@ impl Storage for SimStorage {
             .map(|(path, id)| (path.clone(), *id))
             .collect();
         state.durable_names.extend(current);
+        Ok(())
+    }
+
+    fn set_mode(&self, path: &Path, mode: u32) -> io::Result<()> {
+        let mut state = self.lock();
+        if !state.names.contains_key(path) && !state.dirs.contains(path) {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "no such file"));
+        }
+        state.modes.insert(path.to_path_buf(), mode);
         Ok(())
     }
 

@@ -52,7 +52,10 @@ impl Target {
             Target::Files(dir) => Box::new(FileProjection::open_empty(
                 Arc::new(RealStorage),
                 dir,
-                FileProjectionOptions { shard },
+                FileProjectionOptions {
+                    shard,
+                    ..FileProjectionOptions::default()
+                },
             )?),
         })
     }
