@@ -75,7 +75,7 @@ pub fn run(args: ReplayArgs, quiet: bool) -> CmdResult {
         ProgressStyle::with_template(
             "{spinner} replaying [{bar:40}] {pos}/{len} events ({per_sec}, eta {eta})",
         )
-        .map_err(|e| Failure::usage(e))?
+        .map_err(Failure::usage)?
         .progress_chars("=> "),
     );
     bar.enable_steady_tick(Duration::from_millis(100));
