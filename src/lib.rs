@@ -22,3 +22,8 @@ pub use error::{Error, Result};
 pub use event::{Envelope, Event};
 pub use journal::{Durability, Journal, JournalOptions, JournalReader, Receipt};
 pub use store::{StoreOptions, TorrentStore};
+
+/// The README's examples, compiled as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
