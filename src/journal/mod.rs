@@ -11,6 +11,7 @@
 //! [`Journal`] is the writer handle (cheap to clone, usable from threads and tokio tasks);
 //! [`JournalReader`] reads without the lock, from this or any other process.
 
+pub mod durable;
 pub mod frame;
 pub mod reader;
 pub mod recovery;
@@ -385,6 +386,12 @@ fn prepare_dir(storage: &dyn Storage, dir: &Path) -> Result<()> {
     let journal = journal_dir(dir);
     if storage.is_dir(&journal) {
         return Ok(());
+    }
+    if storage.exists(&journal) {
+        return Err(Error::InvalidArgument(format!(
+            "{} exists and is not a directory",
+            journal.display()
+        )));
     }
     storage
         .create_dir_all(&journal)

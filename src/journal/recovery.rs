@@ -183,6 +183,17 @@ pub fn recover(storage: &dyn Storage, journal_dir: &Path) -> Result<Recovered> {
         }
         active_len_bytes = end as u64;
     }
+    // Make the recovered state durable before anything is acknowledged on top of it: the last
+    // segment may hold written-but-unsynced bytes (a failed fdatasync; `Never`/`Interval` and a
+    // process crash), and its name may come from a rename whose directory fsync failed. A later
+    // rotation would otherwise seal it unsynced, and a power cut could leave a seq gap.
+    if let Some(last) = segments.last() {
+        let mut file = storage.open_append(&last.path).ctx("open", &last.path)?;
+        file.sync_data().ctx("fdatasync", &last.path)?;
+        storage
+            .sync_dir(journal_dir)
+            .ctx("fsync dir", journal_dir)?;
+    }
     Ok(Recovered {
         segments,
         next_seq,

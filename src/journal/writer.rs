@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info_span};
 
+use super::durable::{DurablePosition, Publisher};
 use super::frame;
 use super::segment::{self, SEGMENT_HEADER_BYTES, SegmentHeader};
 use super::{Durability, JournalOptions};
@@ -122,6 +123,7 @@ pub(crate) struct Writer {
     status: Arc<WriterStatus>,
     buf: Vec<u8>,
     listener: Option<CommitListener>,
+    durable: Publisher,
     _lock: Box<dyn LockGuard>,
 }
 
@@ -150,6 +152,15 @@ impl Writer {
         let last_seq = position.next_seq - 1;
         status.last_seq.store(last_seq, Ordering::Release);
         status.durable_seq.store(last_seq, Ordering::Release);
+        // Recovery left only what was on disk: all of it is durable.
+        let durable = Publisher::create(
+            &*storage,
+            &journal_dir,
+            DurablePosition {
+                seq: last_seq,
+                at: Timestamp::from_unix_nanos(position.last_at_unix_nanos),
+            },
+        )?;
         Ok(Self {
             storage,
             clock: Arc::clone(&options.clock),
@@ -168,6 +179,7 @@ impl Writer {
             status,
             buf: Vec::with_capacity(64 * 1024),
             listener,
+            durable,
             _lock: lock,
         })
     }
@@ -283,6 +295,14 @@ impl Writer {
         self.status
             .durable_seq
             .store(self.unsynced_through, Ordering::Release);
+        let position = DurablePosition {
+            seq: self.unsynced_through,
+            at: Timestamp::from_unix_nanos(self.last_at_unix_nanos),
+        };
+        if let Err(err) = self.durable.publish(position) {
+            // Only a hint for followers (they also poll); the journal itself is durable.
+            tracing::warn!(error = %err, "could not publish the durable position");
+        }
         self.unsynced_through = 0;
         self.last_sync = Instant::now();
         Ok(())
@@ -373,7 +393,10 @@ fn replicate(err: &Error) -> Error {
         Error::Io { op, path, source } => Error::Io {
             op,
             path: path.clone(),
-            source: std::io::Error::new(source.kind(), source.to_string()),
+            source: source.raw_os_error().map_or_else(
+                || std::io::Error::new(source.kind(), source.to_string()),
+                std::io::Error::from_raw_os_error,
+            ),
         },
         other => Error::Poisoned {
             cause: other.to_string(),

@@ -20,6 +20,9 @@ pub trait StorageFile: Send + fmt::Debug {
     /// Appends `buf` at the handle's position (the end of the file for handles from
     /// [`Storage::create`] and [`Storage::open_append`]).
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
+    /// Overwrites bytes at `offset` (`pwrite`), extending the file with zeros if needed. The
+    /// handle's append position is unaffected.
+    fn write_all_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()>;
     /// Makes the file's data durable (`fdatasync`).
     fn sync_data(&mut self) -> io::Result<()>;
     /// Truncates (or extends with zeros) to `len_bytes`; the write position moves to the new end.

@@ -21,6 +21,10 @@ impl StorageFile for RealFile {
         self.file.write_all(buf)
     }
 
+    fn write_all_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        FileExt::write_all_at(&self.file, buf, offset)
+    }
+
     fn sync_data(&mut self) -> io::Result<()> {
         self.file.sync_data()
     }

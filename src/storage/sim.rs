@@ -274,6 +274,17 @@ impl StorageFile for SimFile {
         self.with(OpKind::Write, |data| data.current.extend_from_slice(buf))
     }
 
+    fn write_all_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        let start = usize::try_from(offset).map_err(io::Error::other)?;
+        self.with(OpKind::Write, |data| {
+            let end = start + buf.len();
+            if data.current.len() < end {
+                data.current.resize(end, 0);
+            }
+            data.current[start..end].copy_from_slice(buf);
+        })
+    }
+
     fn sync_data(&mut self) -> io::Result<()> {
         self.with(OpKind::Sync, |data| data.durable = data.current.clone())
     }

@@ -1,5 +1,6 @@
 //! `tj demo`: a simulated client session appending through the library from concurrent tasks.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -202,29 +203,33 @@ fn journal_bytes(dir: &Path) -> anyhow::Result<u64> {
 
 fn print_summary(summary: &Summary, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(summary)?);
-        return Ok(());
+        return crate::emit(&format!("{}\n", serde_json::to_string_pretty(summary)?));
     }
-    println!(
+    let mut text = String::new();
+    writeln!(
+        text,
         "demo: appended {} events (seq {}..={}) for {} torrents from {} tasks",
         summary.events, summary.first_seq, summary.last_seq, summary.torrents, summary.tasks
-    );
-    println!(
+    )?;
+    writeln!(
+        text,
         "      {} bytes in {:.1} ms: {:.0} events/s, {:.2} MiB/s, durability {}",
         summary.bytes,
         summary.elapsed_ms,
         summary.events_per_sec,
         summary.mib_per_sec,
         summary.durability
-    );
-    println!(
+    )?;
+    writeln!(
+        text,
         "      journal: {}",
         journal::journal_dir(&summary.dir).display()
-    );
-    println!(
+    )?;
+    writeln!(
+        text,
         "      projections: {} (all caught up {:.1} ms after the first append)",
         summary.projections.join(", "),
         summary.projections_caught_up_ms
-    );
-    Ok(())
+    )?;
+    crate::emit(&text)
 }

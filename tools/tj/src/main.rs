@@ -82,6 +82,16 @@ impl Failure {
 /// Result of a command: the exit code on success.
 pub type CmdResult = Result<ExitCode, Failure>;
 
+/// Writes to stdout; a closed pipe (`tj … | head`) is a normal way for a reader to stop.
+pub fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(err.into()),
+        _ => Ok(()),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.quiet);
