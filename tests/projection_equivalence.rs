@@ -1,7 +1,8 @@
 //! Proves the one-reducer rule: for random event sequences split into random batches, the
 //! memory, file and SQLite projections all equal folding the events through `state::apply`; and
 //! catching up incrementally — reopening each projection at every batch boundary — ends exactly
-//! where applying everything at once does. proptest generates the events from a small set of
+//! where applying everything at once does, and so does installing the reducer's state (the
+//! snapshot path). proptest generates the events from a small set of
 //! info hashes so that events collide on the same torrents.
 
 use std::sync::Arc;
@@ -172,5 +173,17 @@ proptest! {
         prop_assert_eq!(incremental.files().tree_listing().unwrap(), files.tree_listing().unwrap());
         prop_assert_eq!(incremental.sqlite().checkpoint(), memory.checkpoint());
         prop_assert_eq!(incremental.files().checkpoint(), memory.checkpoint());
+
+        // Installing the reducer's state (as from a snapshot) gives the same views.
+        let installed = Projections::new();
+        let (mut sqlite, mut files) = (installed.sqlite(), installed.files());
+        sqlite.install(&expected).unwrap();
+        files.install(&expected).unwrap();
+        let mut memory = MemoryProjection::new();
+        memory.install(&expected).unwrap();
+        prop_assert_eq!(memory.state(), &expected);
+        prop_assert_eq!(&installed.sqlite().load_state().unwrap(), &expected);
+        prop_assert_eq!(&installed.files().read_view().unwrap(), &expected_files);
+        prop_assert_eq!(installed.files().checkpoint(), memory.checkpoint());
     }
 }

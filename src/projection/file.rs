@@ -917,7 +917,36 @@ impl Projection for FileProjection {
         };
         let (folded, touched) = self.fold(batch);
         let plan = self.plan(folded, touched)?;
-        let next = Checkpoint::of(last);
+        self.commit(plan, Checkpoint::of(last))
+    }
+
+    fn reset(&mut self) -> Result<()> {
+        self.stale = true;
+        self.ensure_dirs()?;
+        self.reset_files()?;
+        self.stale = false;
+        Ok(())
+    }
+
+    fn install(&mut self, state: &State) -> Result<()> {
+        // A reset first (checkpoint 0, files gone), then one plan writing every file: a crash
+        // in between leaves checkpoint 0, which the caller resolves by installing again.
+        self.reset()?;
+        let mut folded = state.clone();
+        folded.metrics.clear();
+        let touched = folded.torrents.keys().copied().collect();
+        let plan = self.plan(folded, touched)?;
+        let next = Checkpoint {
+            seq: state.last_seq,
+            at: state.last_at,
+        };
+        self.commit(plan, next)
+    }
+}
+
+impl FileProjection {
+    /// Executes a plan, then moves the mirror and the checkpoint to it.
+    fn commit(&mut self, plan: Plan, next: Checkpoint) -> Result<()> {
         if let Err(err) = self.execute(&plan, next) {
             // The files may now be ahead of the mirror: reload them, as a reopen would.
             if let Err(reload) = self.load() {
@@ -936,14 +965,6 @@ impl Projection for FileProjection {
             self.session = Some(digest);
         }
         self.checkpoint = next;
-        Ok(())
-    }
-
-    fn reset(&mut self) -> Result<()> {
-        self.stale = true;
-        self.ensure_dirs()?;
-        self.reset_files()?;
-        self.stale = false;
         Ok(())
     }
 }

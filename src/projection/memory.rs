@@ -109,4 +109,9 @@ impl Projection for MemoryProjection {
         self.state = State::default();
         Ok(())
     }
+
+    fn install(&mut self, state: &State) -> Result<()> {
+        self.state = state.clone();
+        Ok(())
+    }
 }

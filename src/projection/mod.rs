@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::event::Envelope;
 use crate::journal::JournalReader;
 use crate::model::Timestamp;
+use crate::state::State;
 
 pub use file::{FileProjection, FileProjectionOptions, FileView};
 pub use memory::{MemoryProjection, MemoryStats};
@@ -53,6 +54,11 @@ pub trait Projection: Send {
 
     /// Forgets everything; the checkpoint returns to seq 0.
     fn reset(&mut self) -> Result<()>;
+
+    /// Replaces everything with `state` (a snapshot's) and sets the checkpoint to its last
+    /// event — atomically, like [`Projection::apply`]. Used when the journal no longer holds
+    /// the events after the projection's checkpoint (compaction removed them).
+    fn install(&mut self, state: &State) -> Result<()>;
 }
 
 /// Asserts the batch continues the checkpoint without gaps (a bug otherwise).

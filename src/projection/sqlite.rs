@@ -498,6 +498,51 @@ impl Projection for SqliteProjection {
         self.checkpoint = Checkpoint::default();
         Ok(())
     }
+
+    fn install(&mut self, state: &State) -> Result<()> {
+        install_state(&mut self.conn, state).map_err(sql_error(
+            "install a snapshot into the SQLite projection",
+            &self.path,
+        ))?;
+        self.checkpoint = Checkpoint {
+            seq: state.last_seq,
+            at: state.last_at,
+        };
+        Ok(())
+    }
+}
+
+/// Replaces every row with `state` and sets the checkpoint to its last event, in one
+/// transaction. `updated_date` becomes the state's last commit time (the snapshot does not
+/// keep each torrent's own).
+fn install_state(conn: &mut Connection, state: &State) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "DELETE FROM torrent_metrics;
+         DELETE FROM torrent_metainfo;
+         DELETE FROM torrents;
+         DELETE FROM session_config;
+         DELETE FROM sqlite_sequence WHERE name = 'torrent_metrics';",
+    )?;
+    let at = state.last_at;
+    for torrent in state.torrents.values() {
+        put_torrent(&tx, torrent, at)?;
+    }
+    if let Some(config) = &state.session {
+        let event = Event::SessionConfigSaved {
+            config: Box::new(config.clone()),
+        };
+        apply_event(&tx, &Envelope::new(state.last_seq, at, event))?;
+    }
+    for samples in state.metrics.values() {
+        let event = Event::MetricsRecorded {
+            samples: samples.clone(),
+        };
+        apply_event(&tx, &Envelope::new(state.last_seq, at, event))?;
+    }
+    tx.prepare_cached(UPDATE_CHECKPOINT)?
+        .execute(params![seq_to_sql(state.last_seq)?, at.as_unix_nanos()])?;
+    tx.commit()
 }
 
 /// Applies a batch and advances the checkpoint in one transaction.
