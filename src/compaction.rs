@@ -1,1 +1,527 @@
-//! Placeholder (being written).
+//! Owns compaction: write a snapshot at the retention boundary, then remove (or archive) the
+//! sealed segments it covers — crash-safely, without the writer's lock — plus the automatic
+//! [`CompactionPolicy`] and the tombstones kept for removed torrents.
+//!
+//! # Steps and why each is safe
+//!
+//! 1. Take `DIR/COMPACT.lock` (never the writer's `LOCK`), so two compactions never overlap.
+//! 2. List the segments **once**. All but the last are sealed: the writer never touches them
+//!    again, so removing them cannot race it. The last (the writer's active segment, or one it
+//!    will continue) is never touched, whatever happens later — nor the one before it when the
+//!    last has a torn header (recovery would remove that one and continue the previous).
+//! 3. Find the head (last event) and the boundary the retention asks for; materialize the state
+//!    at the boundary (newest snapshot at or before it + the journal), noting removals for
+//!    tombstones. If the boundary's events may still be unsynced in the active segment (a
+//!    writer with a relaxed durability policy), `fdatasync` that segment first: a snapshot must
+//!    never claim events a power cut could take back.
+//! 4. Write the snapshot durably (tmp → write → `fdatasync` → rename → directory fsync).
+//! 5. Only then remove the sealed segments whose events all lie at or before the boundary, in
+//!    seq order, fsyncing the journal directory after each removal, so a crash leaves a
+//!    contiguous suffix of segments (never a gap). With an archive directory, each segment is
+//!    first copied there durably.
+//! 6. Remove snapshots older than the boundary beyond the newest `keep_snapshots − 1`.
+//!
+//! A crash anywhere leaves either the old layout (plus perhaps a stray `*.tmp`, ignored and
+//! cleaned by the next compaction) or the new snapshot with a suffix of the segments; both
+//! materialize the same state, and rerunning compaction finishes the job.
+//!
+//! # Tombstones
+//!
+//! A snapshot carries a tombstone for every torrent removed (`torrent-removed` hook or
+//! `TorrentDeleted`) at or before its seq and within `tombstone_window` of its commit time:
+//! the previous snapshot's tombstones plus the removals replayed since, minus torrents live
+//! again, minus those removed more than the window before the snapshot's time.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{info, info_span};
+
+use crate::error::{Error, IoContext, Result};
+use crate::event::Envelope;
+use crate::history::{self, BaseOrder, Catalog, Sources, Target};
+use crate::journal::segment::SEGMENT_HEADER_BYTES;
+use crate::journal::{self, recovery};
+use crate::model::{InfoHash, Timestamp};
+use crate::snapshot::{self, SnapshotBody, Tombstone};
+use crate::state::State;
+use crate::storage::{self, LockGuard, Storage};
+
+/// Name of the compaction lock file inside a store directory.
+pub const COMPACT_LOCK_FILE_NAME: &str = "COMPACT.lock";
+/// How long a removed torrent stays restorable by default: 7 days.
+pub const DEFAULT_TOMBSTONE_WINDOW: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// Snapshots kept by default: the new one and one older.
+pub const DEFAULT_KEEP_SNAPSHOTS: usize = 2;
+
+/// How much history compaction keeps in the journal. Times are measured against the head's
+/// commit time, not the wall clock, so an idle journal keeps its recent history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Retention {
+    /// No history beyond the snapshot: snapshot at the head, remove every sealed segment whose
+    /// events are all at or before it.
+    #[default]
+    None,
+    /// Keep events committed at or after `head's commit time − duration`: the snapshot is at
+    /// the last event committed before that, and sealed segments ending at or before it go.
+    Duration(Duration),
+    /// Keep the last `n` events: the snapshot is at `head − n`.
+    Events(u64),
+}
+
+/// What [`compact`] does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompactOptions {
+    /// Where the retention boundary lies.
+    pub retain: Retention,
+    /// Move removed segments here (durably) instead of deleting them.
+    pub archive: Option<PathBuf>,
+    /// Removed torrents stay in snapshots' tombstones this long after their removal.
+    pub tombstone_window: Duration,
+    /// Snapshots kept: the boundary's plus up to `keep_snapshots − 1` older ones (at least 1).
+    pub keep_snapshots: usize,
+}
+
+impl Default for CompactOptions {
+    fn default() -> Self {
+        Self {
+            retain: Retention::None,
+            archive: None,
+            tombstone_window: DEFAULT_TOMBSTONE_WINDOW,
+            keep_snapshots: DEFAULT_KEEP_SNAPSHOTS,
+        }
+    }
+}
+
+/// What [`compact`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompactReport {
+    /// The snapshot at the retention boundary (`None`: nothing to compact).
+    pub snapshot_seq: Option<u64>,
+    pub snapshot_path: Option<PathBuf>,
+    /// Whether this run wrote it (`false`: it existed already).
+    pub snapshot_written: bool,
+    /// Tombstones the snapshot carries.
+    pub tombstones: usize,
+    /// Segments removed from the journal directory (archived or deleted), in seq order.
+    pub segments_removed: Vec<PathBuf>,
+    /// Where archived segments went.
+    pub segments_archived: Vec<PathBuf>,
+    /// Older snapshots removed.
+    pub snapshots_removed: Vec<PathBuf>,
+    /// Bytes of segments and snapshots in the store before and after.
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+/// Automatic compaction: the store calls [`compact`] when [`CompactionPolicy::due`] says so.
+/// Off by default (no trigger set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CompactionPolicy {
+    /// Compact after this many events since the last compaction.
+    pub every_events: Option<u64>,
+    /// Compact after this many journal bytes since the last compaction.
+    pub every_bytes: Option<u64>,
+    /// The retention to compact with.
+    pub retain: Retention,
+}
+
+impl CompactionPolicy {
+    /// Whether any trigger is set.
+    pub fn is_enabled(&self) -> bool {
+        self.every_events.is_some() || self.every_bytes.is_some()
+    }
+
+    /// Whether a compaction is due after `events_since` events and `bytes_since` bytes
+    /// appended since the last one. A trigger of 0 counts as 1 (due after any append).
+    pub fn due(&self, events_since: u64, bytes_since: u64) -> bool {
+        let hit = |limit: Option<u64>, since: u64| limit.is_some_and(|l| since >= l.max(1));
+        hit(self.every_events, events_since) || hit(self.every_bytes, bytes_since)
+    }
+
+    /// The options to call [`compact`] with.
+    pub fn options(&self) -> CompactOptions {
+        CompactOptions {
+            retain: self.retain,
+            ..CompactOptions::default()
+        }
+    }
+}
+
+/// Parses a retention duration: one or more `<integer><unit>` with units `s`, `m`, `h`, `d`,
+/// `w` (`90s`, `12h`, `7d`, `1d12h`), or `0`.
+pub fn parse_duration(text: &str) -> Result<Duration> {
+    let invalid = |why: &str| {
+        Error::InvalidArgument(format!(
+            "duration {text:?}: {why} (expected e.g. 90s, 15m, 12h, 7d, 2w)"
+        ))
+    };
+    let text = text.trim();
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if text.is_empty() {
+        return Err(invalid("empty"));
+    }
+    let mut total: u64 = 0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(invalid("a number must come before each unit"));
+        }
+        let number: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| invalid("number too large"))?;
+        let unit = rest[digits..]
+            .chars()
+            .next()
+            .ok_or_else(|| invalid("missing unit"))?;
+        let seconds = match unit {
+            's' => 1,
+            'm' => 60,
+            'h' => 3_600,
+            'd' => 86_400,
+            'w' => 604_800,
+            _ => return Err(invalid("unknown unit")),
+        };
+        total = number
+            .checked_mul(seconds)
+            .and_then(|s| total.checked_add(s))
+            .ok_or_else(|| invalid("too large"))?;
+        rest = &rest[digits + unit.len_utf8()..];
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// Compacts store directory `dir`; see the [module docs](self). Works on a closed journal and
+/// on one a live writer (in this or another process) holds open: it never takes the writer's
+/// lock. Refuses to run while another compaction of `dir` runs.
+pub fn compact(
+    storage: Arc<dyn Storage>,
+    dir: impl AsRef<Path>,
+    options: &CompactOptions,
+) -> Result<CompactReport> {
+    let dir = dir.as_ref();
+    let span = info_span!("compact", dir = %dir.display());
+    let _entered = span.enter();
+    if options.keep_snapshots == 0 {
+        return Err(Error::InvalidArgument(
+            "keep_snapshots must be at least 1".into(),
+        ));
+    }
+    let journal_dir = journal::journal_dir(dir);
+    if !storage.is_dir(&journal_dir) {
+        return Err(Error::InvalidArgument(format!(
+            "no journal in {} (expected a directory {})",
+            dir.display(),
+            journal_dir.display()
+        )));
+    }
+    if let Some(archive) = &options.archive
+        && archive.components().eq(journal_dir.components())
+    {
+        return Err(Error::InvalidArgument(format!(
+            "the archive directory {} is the journal directory itself",
+            archive.display()
+        )));
+    }
+    let _lock = take_lock(&*storage, dir)?;
+    remove_leftover_tmp_files(&*storage, &snapshot::snapshots_dir(dir))?;
+    if let Some(archive) = &options.archive {
+        remove_leftover_tmp_files(&*storage, archive)?;
+    }
+
+    // Listed once: everything but the last is sealed and immutable from here on. A last segment
+    // with a torn header (a crash while it was created) will be removed by the writer's
+    // recovery, which then continues the one before: that one is protected too.
+    let live = recovery::list_segments(&*storage, &journal_dir)?;
+    let torn_last = live.last().is_some_and(|last| {
+        storage
+            .file_len(&last.path)
+            .map_or(true, |len| len < SEGMENT_HEADER_BYTES as u64)
+    });
+    let sealed = &live[..live.len().saturating_sub(if torn_last { 2 } else { 1 })];
+    let bytes_before = stored_bytes(&*storage, dir)?;
+    let mut report = CompactReport {
+        bytes_before,
+        bytes_after: bytes_before,
+        ..CompactReport::default()
+    };
+    let sources = Sources::open(Arc::clone(&storage), dir, None)?;
+    let Some((head_seq, head_at)) = sources.head()? else {
+        info!("nothing to compact: the journal holds no event");
+        return Ok(report);
+    };
+    let target = boundary_target(options.retain, head_seq, head_at);
+    let earliest = Catalog::load(&*storage, dir)?.earliest(sources.first_seq());
+    let before_earliest = match (target, earliest) {
+        (Target::Seq(seq), Some(e)) => seq < e.seq,
+        (Target::Time(at), Some(e)) => e.at.is_some_and(|earliest_at| at < earliest_at),
+        _ => false,
+    };
+    if before_earliest {
+        info!(%target, "nothing to compact: the retention keeps more history than is left");
+        return Ok(report);
+    }
+
+    let mut removals: BTreeMap<InfoHash, Tombstone> = BTreeMap::new();
+    let mut observe = |state: &State, envelope: &Envelope| {
+        if let Some(info_hash) = history::removed_torrent(&envelope.event)
+            && let Some(last) = state.torrents.get(&info_hash)
+        {
+            removals.insert(
+                info_hash,
+                Tombstone {
+                    info_hash,
+                    removed_at: envelope.at,
+                    removed_seq: envelope.seq,
+                    last: (**last).clone(),
+                },
+            );
+        }
+    };
+    let built = history::materialize(&sources, target, BaseOrder::Newest, &mut observe)?;
+    let boundary = built.state.last_seq;
+    if boundary == 0 {
+        info!(%target, "nothing to compact: no event before the retention boundary");
+        return Ok(report);
+    }
+    match &built.base {
+        Some(base) if base.seq == boundary => {
+            report.snapshot_path = Some(base.path.clone());
+            report.tombstones = built.base_tombstones.len();
+        }
+        _ => {
+            if let Some(segment) = &built.last_segment
+                && !sealed.iter().any(|s| s.path == **segment)
+            {
+                // The boundary lies in the writer's active segment: make it durable first.
+                let mut file = storage.open_append(segment).ctx("open", &**segment)?;
+                file.sync_data().ctx("fdatasync", &**segment)?;
+            }
+            let tombstones = merge_tombstones(
+                built.base_tombstones,
+                removals,
+                &built.state,
+                options.tombstone_window,
+            );
+            let body = SnapshotBody {
+                state: built.state,
+                tombstones,
+            };
+            report.tombstones = body.tombstones.len();
+            report.snapshot_path = Some(snapshot::write_snapshot(&*storage, dir, &body)?);
+            report.snapshot_written = true;
+        }
+    }
+    report.snapshot_seq = Some(boundary);
+
+    // The snapshot is durable: the segments it covers may go, oldest first.
+    for (segment, next) in sealed.iter().zip(live.iter().skip(1)) {
+        if next.first_seq.saturating_sub(1) > boundary {
+            break;
+        }
+        if let Some(archive) = &options.archive {
+            let copy = archive_segment(&*storage, archive, segment)?;
+            report.segments_archived.push(copy);
+        }
+        storage
+            .remove_file(&segment.path)
+            .ctx("remove", &segment.path)?;
+        storage
+            .sync_dir(&journal_dir)
+            .ctx("fsync dir", &journal_dir)?;
+        report.segments_removed.push(segment.path.clone());
+    }
+
+    let snapshots = snapshot::list_snapshots(&*storage, dir)?;
+    let older: Vec<_> = snapshots.iter().filter(|s| s.seq < boundary).collect();
+    let excess = older.len().saturating_sub(options.keep_snapshots - 1);
+    for old in &older[..excess] {
+        storage.remove_file(&old.path).ctx("remove", &old.path)?;
+        report.snapshots_removed.push(old.path.clone());
+    }
+    if excess > 0 {
+        let snapshots_dir = snapshot::snapshots_dir(dir);
+        storage
+            .sync_dir(&snapshots_dir)
+            .ctx("fsync dir", &snapshots_dir)?;
+    }
+    report.bytes_after = stored_bytes(&*storage, dir)?;
+    info!(
+        snapshot_seq = boundary,
+        written = report.snapshot_written,
+        segments_removed = report.segments_removed.len(),
+        archived = options.archive.is_some(),
+        snapshots_removed = report.snapshots_removed.len(),
+        tombstones = report.tombstones,
+        bytes_before = report.bytes_before,
+        bytes_after = report.bytes_after,
+        "compacted"
+    );
+    Ok(report)
+}
+
+/// Where the snapshot goes for a retention, given the head.
+fn boundary_target(retain: Retention, head_seq: u64, head_at: Timestamp) -> Target {
+    match retain {
+        Retention::None => Target::Seq(head_seq),
+        Retention::Events(n) => Target::Seq(head_seq.saturating_sub(n)),
+        Retention::Duration(d) => {
+            let d = i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+            // The last event committed strictly before `head_at − d`.
+            let cutoff = head_at.as_unix_nanos().saturating_sub(d).saturating_sub(1);
+            Target::Time(Timestamp::from_unix_nanos(cutoff))
+        }
+    }
+}
+
+/// The previous snapshot's tombstones plus the removals since, minus torrents live at the
+/// snapshot, minus those removed more than `window` before it; in info-hash order.
+fn merge_tombstones(
+    base: Vec<Tombstone>,
+    removals: BTreeMap<InfoHash, Tombstone>,
+    state: &State,
+    window: Duration,
+) -> Vec<Tombstone> {
+    let mut all: BTreeMap<InfoHash, Tombstone> =
+        base.into_iter().map(|t| (t.info_hash, t)).collect();
+    for (info_hash, tombstone) in removals {
+        let newer = all
+            .get(&info_hash)
+            .is_none_or(|old| old.removed_seq < tombstone.removed_seq);
+        if newer {
+            all.insert(info_hash, tombstone);
+        }
+    }
+    let window = i64::try_from(window.as_nanos()).unwrap_or(i64::MAX);
+    let oldest = state.last_at.as_unix_nanos().saturating_sub(window);
+    all.into_values()
+        .filter(|t| !state.torrents.contains_key(&t.info_hash))
+        .filter(|t| t.removed_at.as_unix_nanos() >= oldest)
+        .collect()
+}
+
+/// Copies a sealed segment durably into `archive`; returns the copy's path.
+fn archive_segment(
+    storage: &dyn Storage,
+    archive: &Path,
+    segment: &recovery::SegmentInfo,
+) -> Result<PathBuf> {
+    if !storage.is_dir(archive) {
+        storage
+            .create_dir_all(archive)
+            .ctx("create directory", archive)?;
+        let parent = storage::parent_dir(archive);
+        storage.sync_dir(parent).ctx("fsync dir", parent)?;
+    }
+    let bytes = recovery::read_segment(storage, segment)?;
+    let name = segment.path.file_name().ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "segment path {} has no name",
+            segment.path.display()
+        ))
+    })?;
+    let copy = archive.join(name);
+    storage::write_atomic(storage, &copy, &bytes).ctx("archive segment", &copy)?;
+    Ok(copy)
+}
+
+fn take_lock(storage: &dyn Storage, dir: &Path) -> Result<Box<dyn LockGuard>> {
+    let path = dir.join(COMPACT_LOCK_FILE_NAME);
+    match storage
+        .try_lock(&path, std::process::id())
+        .ctx("lock", &path)?
+    {
+        Some(guard) => Ok(guard),
+        None => {
+            let holder = storage
+                .read_file(&path)
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .and_then(|text| text.trim().parse::<u32>().ok())
+                .map_or_else(String::new, |pid| format!(" (pid {pid})"));
+            Err(Error::InvalidArgument(format!(
+                "another compaction{holder} is running on {}: it holds {}",
+                dir.display(),
+                path.display()
+            )))
+        }
+    }
+}
+
+/// A `*.tmp` left in `dir` is a snapshot or archive copy a crash interrupted before its rename.
+fn remove_leftover_tmp_files(storage: &dyn Storage, dir: &Path) -> Result<()> {
+    if !storage.is_dir(dir) {
+        return Ok(());
+    }
+    let names = storage.list_dir(dir).ctx("list", dir)?;
+    let mut removed = false;
+    for name in names.iter().filter(|n| n.ends_with(".tmp")) {
+        let path = dir.join(name);
+        storage.remove_file(&path).ctx("remove", &path)?;
+        removed = true;
+    }
+    if removed {
+        storage.sync_dir(dir).ctx("fsync dir", dir)?;
+    }
+    Ok(())
+}
+
+/// Bytes of the journal's segments and the snapshots.
+fn stored_bytes(storage: &dyn Storage, dir: &Path) -> Result<u64> {
+    let journal_dir = journal::journal_dir(dir);
+    let segments = recovery::list_segments(storage, &journal_dir)?
+        .into_iter()
+        .map(|s| s.path);
+    let snapshots = snapshot::list_snapshots(storage, dir)?
+        .into_iter()
+        .map(|s| s.path);
+    // A file gone since the listing (a concurrent recovery) simply counts no more.
+    Ok(segments
+        .chain(snapshots)
+        .filter_map(|path| storage.file_len(&path).ok())
+        .sum())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_is_off_by_default_and_due_at_either_trigger() {
+        let off = CompactionPolicy::default();
+        assert!(!off.is_enabled());
+        assert!(!off.due(u64::MAX, u64::MAX));
+        let policy = CompactionPolicy {
+            every_events: Some(100),
+            every_bytes: Some(1 << 20),
+            retain: Retention::Events(10),
+        };
+        assert!(policy.is_enabled());
+        assert!(!policy.due(99, 1000));
+        assert!(policy.due(100, 0));
+        assert!(policy.due(1, 1 << 20));
+        assert_eq!(policy.options().retain, Retention::Events(10));
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(
+            parse_duration("1d12h").unwrap(),
+            Duration::from_secs(129_600)
+        );
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert_eq!(
+            parse_duration("2w").unwrap(),
+            Duration::from_secs(1_209_600)
+        );
+        for bad in ["", "7", "d", "7x", "1d2", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}
