@@ -438,17 +438,15 @@ fn take_lock(storage: &dyn Storage, dir: &Path) -> Result<Box<dyn LockGuard>> {
     {
         Some(guard) => Ok(guard),
         None => {
-            let holder = storage
+            let pid = storage
                 .read_file(&path)
                 .ok()
                 .and_then(|bytes| String::from_utf8(bytes).ok())
-                .and_then(|text| text.trim().parse::<u32>().ok())
-                .map_or_else(String::new, |pid| format!(" (pid {pid})"));
-            Err(Error::InvalidArgument(format!(
-                "another compaction{holder} is running on {}: it holds {}",
-                dir.display(),
-                path.display()
-            )))
+                .and_then(|text| text.trim().parse::<u32>().ok());
+            Err(Error::CompactionRunning {
+                dir: dir.to_path_buf(),
+                pid,
+            })
         }
     }
 }

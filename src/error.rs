@@ -103,6 +103,27 @@ pub enum Error {
     #[error("seq {requested} is not retained: the journal starts at seq {earliest}")]
     SeqNotRetained { requested: u64, earliest: u64 },
 
+    /// A point in time that the retained history cannot materialize. The message states the
+    /// earliest restorable seq and time.
+    #[error("{message}")]
+    NotRestorable {
+        target: String,
+        earliest_seq: Option<u64>,
+        message: String,
+    },
+
+    /// A snapshot file whose bytes are unusable.
+    #[error("corrupt snapshot {path} at offset {offset}: {reason}")]
+    CorruptSnapshot {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+
+    /// Another compaction holds the compaction lock.
+    #[error("another compaction is running on {dir}{}", holder_suffix(.pid))]
+    CompactionRunning { dir: PathBuf, pid: Option<u32> },
+
     /// A caller passed something unusable (bad path, bad option, bad range).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -673,5 +673,9 @@ fn not_restorable(
         message.push_str("; unusable snapshots skipped: ");
         message.push_str(&damaged.join("; "));
     }
-    Error::InvalidArgument(message)
+    Error::NotRestorable {
+        target: target.to_string(),
+        earliest_seq: earliest.map(|e| e.seq),
+        message,
+    }
 }

@@ -328,11 +328,13 @@ fn file_error(path: &Path, err: SnapshotError, seq: Option<u64>) -> Error {
             found,
             supported: SNAPSHOT_FORMAT_VERSION,
         },
-        other => Error::Corrupt {
-            segment: path.to_path_buf(),
+        other => Error::CorruptSnapshot {
+            path: path.to_path_buf(),
             offset: other.offset(),
-            seq,
-            reason: other.to_string(),
+            reason: match seq {
+                Some(seq) => format!("{other} (snapshot of seq {seq})"),
+                None => other.to_string(),
+            },
         },
     }
 }
@@ -343,14 +345,23 @@ fn check_name(path: &Path, seq: u64) -> Result<()> {
         .and_then(|n| n.to_str())
         .and_then(parse_file_name);
     match named {
-        Some(named) if named != seq => Err(Error::Corrupt {
-            segment: path.to_path_buf(),
+        Some(named) if named != seq => Err(Error::CorruptSnapshot {
+            path: path.to_path_buf(),
             offset: 12,
-            seq: Some(seq),
             reason: format!("snapshot header says seq {seq}, the file name says {named}"),
         }),
         _ => Ok(()),
     }
+}
+
+/// The commit time in the newest readable snapshot header, if any (damaged ones are skipped).
+pub fn newest_header_at(storage: &dyn Storage, dir: &Path) -> Option<Timestamp> {
+    let snapshots = list_snapshots(storage, dir).ok()?;
+    snapshots
+        .iter()
+        .rev()
+        .find_map(|info| read_header(storage, &info.path).ok())
+        .map(|header| header.at)
 }
 
 /// Writes `body` durably as `DIR/snapshots/<seq>.snap` (creating the directory if needed) and

@@ -23,7 +23,7 @@ use crate::model::{
     TorrentState,
 };
 use crate::projection::{
-    self, FileProjection, FileProjectionOptions, MemoryProjection, MemoryStats, Projection,
+    self, Base, FileProjection, FileProjectionOptions, MemoryProjection, MemoryStats, Projection,
     SqliteOptions, SqliteProjection,
 };
 
@@ -141,7 +141,7 @@ impl TorrentStore {
 
         {
             let mut memory = memory.write().unwrap_or_else(|p| p.into_inner());
-            projection::catch_up(&mut *memory, &reader, &mut |_| {})?;
+            projection::catch_up_from(&mut *memory, &reader, Base::Newest, &mut |_| {})?;
         }
         let sqlite_path = options.sqlite.as_ref().map(|p| dir.join(p));
         let files_dir = options.files.as_ref().map(|p| dir.join(p));

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
+use torrent_journal::Error;
 use torrent_journal::compaction::{self, CompactOptions, CompactReport, Retention};
 use torrent_journal::event::{Envelope, Event, HookRecord};
 use torrent_journal::history::{self, Target};
@@ -502,9 +503,16 @@ fn a_second_compaction_is_refused_naming_the_first() {
     let err = compaction::compact(Arc::clone(&store.storage), &dir, &CompactOptions::default())
         .unwrap_err();
     assert!(
-        err.to_string().contains("another compaction (pid 4242)"),
+        matches!(
+            err,
+            Error::CompactionRunning {
+                pid: Some(4242),
+                ..
+            }
+        ),
         "{err}"
     );
+    assert!(err.to_string().contains("(pid 4242)"), "{err}");
     drop(held);
     let report = store.compact(&CompactOptions::default());
     assert_eq!(report.snapshot_seq, Some(10));

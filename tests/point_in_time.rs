@@ -202,6 +202,16 @@ fn targets_before_the_retained_history_state_the_earliest_seq_and_time() {
         Target::Time(Timestamp::from_unix_nanos(earliest_at.as_unix_nanos() - 1)),
     ] {
         let err = history::state_at(Arc::clone(&storage_dyn), DIR, target).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                torrent_journal::Error::NotRestorable {
+                    earliest_seq: Some(60),
+                    ..
+                }
+            ),
+            "{err}"
+        );
         let message = err.to_string();
         assert!(
             message.contains("earliest restorable point, seq 60"),

@@ -219,7 +219,10 @@ fn damaged_files_are_errors_naming_the_file() {
     ] {
         storage.put_file(&path, bytes);
         let err = snapshot::read_snapshot(&storage, &path).unwrap_err();
-        assert!(matches!(err, Error::Corrupt { .. }), "{what}: {err}");
+        assert!(
+            matches!(err, Error::CorruptSnapshot { .. }),
+            "{what}: {err}"
+        );
         assert!(
             err.to_string().contains(&path.display().to_string()),
             "{what}: {err}"

@@ -288,3 +288,56 @@ async fn events_appended_directly_reach_every_projection() {
             .any(|(path, _)| path.contains(&hash(9).to_hex()))
     );
 }
+
+/// After compaction removed the early segments, opening starts the memory projection from the
+/// newest snapshot, and a SQLite projection that is behind the retained journal (here: deleted)
+/// is installed from the state at the head; both equal the state before compaction.
+#[tokio::test]
+async fn a_compacted_journal_opens_from_its_snapshot() {
+    use torrent_journal::compaction::{self, CompactOptions, Retention};
+    let tmp = tempfile::tempdir().unwrap();
+    let small_segments = || StoreOptions {
+        journal: torrent_journal::JournalOptions {
+            segment_size_bytes: 16 * 1024,
+            ..torrent_journal::JournalOptions::default()
+        },
+        ..all_projections()
+    };
+    let store = TorrentStore::open(tmp.path(), small_segments())
+        .await
+        .unwrap();
+    let sim = torrent_journal::simulate::Simulation {
+        seed: 9,
+        torrents: 30,
+        events: 600,
+        tasks: 1,
+        start: Timestamp::from_unix_nanos(1_700_000_000_000_000_000),
+    };
+    for event in sim.task(0) {
+        store.append_event(event).await.unwrap();
+    }
+    let before = store.memory().state().clone();
+    store.close().await.unwrap();
+
+    let options = CompactOptions {
+        retain: Retention::Events(50),
+        ..CompactOptions::default()
+    };
+    let report = compaction::compact(Arc::new(RealStorage), tmp.path(), &options).unwrap();
+    assert!(
+        !report.segments_removed.is_empty(),
+        "compaction removed segments"
+    );
+    let first = JournalReader::open(tmp.path()).unwrap().segments().unwrap()[0].first_seq;
+    assert!(first > 1, "the journal no longer starts at seq 1");
+
+    std::fs::remove_file(tmp.path().join("state.db")).unwrap();
+    let store = TorrentStore::open(tmp.path(), small_segments())
+        .await
+        .unwrap();
+    assert_eq!(store.memory().state(), &before);
+    store.close().await.unwrap();
+    let sqlite =
+        SqliteProjection::open(tmp.path().join("state.db"), SqliteOptions::default()).unwrap();
+    assert_eq!(sqlite.load_state().unwrap(), before);
+}

@@ -154,9 +154,13 @@ impl Journal {
         let lock = take_lock(storage, &dir)?;
         let journal_dir = journal_dir(&dir);
         let recovered = recovery::recover(storage, &journal_dir)?;
+        // After a compaction the retained segments may hold no event at all; commit times must
+        // still not go back before the newest snapshot's.
+        let snapshot_at =
+            crate::snapshot::newest_header_at(storage, &dir).map_or(0, |t| t.as_unix_nanos());
         let position = StartPosition {
             next_seq: recovered.next_seq,
-            last_at_unix_nanos: recovered.last_at_unix_nanos,
+            last_at_unix_nanos: recovered.last_at_unix_nanos.max(snapshot_at),
             active: recovered
                 .segments
                 .last()

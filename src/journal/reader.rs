@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::recovery::{self, Ending, SegmentInfo};
-use super::segment::{SEGMENT_HEADER_BYTES, Scan};
+use super::segment::{self, SEGMENT_HEADER_BYTES, Scan};
 use crate::error::{Error, Result};
 use crate::event::{self, Envelope};
 use crate::model::Timestamp;
@@ -177,7 +177,23 @@ impl Frames {
                 found: info.first_seq,
             });
         }
-        let bytes = recovery::read_segment(&*self.storage, info)?;
+        let is_last = self.index + 1 == self.segments.len();
+        let bytes = match recovery::read_segment(&*self.storage, info) {
+            // A last segment cut while being created holds no frame yet; the next writer
+            // recovers it. Read it as empty rather than as damage.
+            Err(Error::Corrupt { .. })
+                if is_last && recovery::is_torn_header(&*self.storage, info)? =>
+            {
+                segment::SegmentHeader {
+                    version: segment::FORMAT_VERSION,
+                    first_seq: info.first_seq,
+                    created_unix_nanos: 0,
+                }
+                .encode()
+                .to_vec()
+            }
+            other => other?,
+        };
         self.current = Some(Loaded {
             path: Arc::new(info.path.clone()),
             bytes,

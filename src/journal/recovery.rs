@@ -202,17 +202,22 @@ pub fn recover(storage: &dyn Storage, journal_dir: &Path) -> Result<Recovered> {
     })
 }
 
+/// Whether a segment is shorter than its header and holds a prefix of a valid header.
+pub fn is_torn_header(storage: &dyn Storage, info: &SegmentInfo) -> Result<bool> {
+    let bytes = storage.read_file(&info.path).ctx("read", &info.path)?;
+    let magic_prefix = bytes.len().min(segment::SEGMENT_MAGIC.len());
+    Ok(bytes.len() < segment::SEGMENT_HEADER_BYTES
+        && bytes[..magic_prefix] == segment::SEGMENT_MAGIC[..magic_prefix])
+}
+
 /// A last segment shorter than its header, holding a prefix of a valid header, was cut while
 /// being created (the rename reached the disk, the bytes did not): it never held a frame. Its
 /// bytes are kept in `<segment>.broken` and the file removed, so the writer creates it anew.
 fn cut_torn_header(storage: &dyn Storage, info: &SegmentInfo) -> Result<bool> {
-    let bytes = storage.read_file(&info.path).ctx("read", &info.path)?;
-    let magic_prefix = bytes.len().min(segment::SEGMENT_MAGIC.len());
-    let is_torn = bytes.len() < segment::SEGMENT_HEADER_BYTES
-        && bytes[..magic_prefix] == segment::SEGMENT_MAGIC[..magic_prefix];
-    if !is_torn {
+    if !is_torn_header(storage, info)? {
         return Ok(false);
     }
+    let bytes = storage.read_file(&info.path).ctx("read", &info.path)?;
     let broken = free_broken_path(storage, &info.path);
     if !bytes.is_empty() {
         storage::write_atomic(storage, &broken, &bytes).ctx("save torn header", &broken)?;

@@ -13,6 +13,9 @@ use tracing::{info, warn};
 
 use crate::error::{Error, Result};
 use crate::event::Envelope;
+use std::sync::Arc;
+
+use crate::history::{self, Target};
 use crate::journal::JournalReader;
 use crate::model::Timestamp;
 use crate::state::State;
@@ -88,17 +91,42 @@ pub struct CatchUp {
 /// Events applied per projection batch during catch-up.
 pub const CATCH_UP_BATCH_EVENTS: usize = 4096;
 
+/// Where catch-up may start a projection from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Base {
+    /// Replay the journal from the projection's checkpoint; install the state at the head
+    /// (newest snapshot + tail) only when the journal no longer holds the events it needs.
+    /// Disk projections use this: replaying keeps each row's own update time.
+    WhenNeeded,
+    /// Install the state at the head (newest snapshot + tail) whenever the projection is
+    /// empty; the memory projection uses this so opening replays only the tail.
+    Newest,
+}
+
 /// Brings `projection` up to the end of the journal: replays from its checkpoint + 1, or — when
 /// its checkpoint is not in the journal (ahead of it, or from another journal) — resets it and
-/// rebuilds from the start, with a warning. `progress` is called with each batch's last seq.
+/// rebuilds, with a warning. When compaction removed the events it needs (or `base` is
+/// [`Base::Newest`] and it is empty), it installs the state at the head, built from the newest
+/// usable snapshot plus the journal tail. `progress` is called with each batch's last seq.
 pub fn catch_up(
     projection: &mut dyn Projection,
     reader: &JournalReader,
     progress: &mut dyn FnMut(u64),
 ) -> Result<CatchUp> {
+    catch_up_from(projection, reader, Base::WhenNeeded, progress)
+}
+
+/// [`catch_up`] with a choice of [`Base`].
+pub fn catch_up_from(
+    projection: &mut dyn Projection,
+    reader: &JournalReader,
+    base: Base,
+    progress: &mut dyn FnMut(u64),
+) -> Result<CatchUp> {
     let mut rebuilt = false;
+    let first_retained = reader.segments()?.first().map_or(1, |s| s.first_seq);
     let checkpoint = projection.checkpoint();
-    if checkpoint.seq > 0 && !journal_has(reader, checkpoint)? {
+    if checkpoint.seq >= first_retained && !journal_has(reader, checkpoint)? {
         warn!(
             projection = projection.name(),
             checkpoint_seq = checkpoint.seq,
@@ -106,6 +134,16 @@ pub fn catch_up(
         );
         projection.reset()?;
         rebuilt = true;
+    }
+    let seq = projection.checkpoint().seq;
+    let behind_retained = seq + 1 < first_retained;
+    if behind_retained || (base == Base::Newest && seq == 0) {
+        let head = history::state_at(Arc::clone(reader.storage()), reader.dir(), Target::Head)?;
+        if head.seq > seq {
+            projection.install(&head.state)?;
+            progress(head.seq);
+            info!(projection = projection.name(), seq = head.seq, snapshot = ?head.snapshot, "installed the state at the head");
+        }
     }
     let from = projection.checkpoint().seq + 1;
     let mut applied = 0;

@@ -1,6 +1,7 @@
 //! `tj`: the operator tool for torrent-journal. Thin glue: parsing, printing, exit codes.
 
 mod demo;
+mod follow;
 mod inspect;
 mod replay;
 
@@ -39,6 +40,9 @@ enum Command {
     Tail(inspect::TailArgs),
     /// Rebuild a projection (`sqlite:PATH` or `files:DIR`) from the journal.
     Replay(replay::ReplayArgs),
+    /// Keep a projection (`sqlite:PATH` or `files:DIR`) up to date with a journal another
+    /// process writes: a live read replica, resuming from its own checkpoint.
+    Follow(follow::FollowArgs),
 }
 
 /// An error with the exit code it maps to.
@@ -56,12 +60,14 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
                 torrent_journal::Error::ChecksumMismatch { .. }
                 | torrent_journal::Error::Corrupt { .. }
                 | torrent_journal::Error::SequenceBreak { .. }
-                | torrent_journal::Error::Decode { .. },
+                | torrent_journal::Error::Decode { .. }
+                | torrent_journal::Error::CorruptSnapshot { .. },
             ) => 1,
             Some(
                 torrent_journal::Error::InvalidArgument(_)
                 | torrent_journal::Error::InvalidInfoHash { .. }
-                | torrent_journal::Error::SeqNotRetained { .. },
+                | torrent_journal::Error::SeqNotRetained { .. }
+                | torrent_journal::Error::NotRestorable { .. },
             ) => 2,
             _ => 3,
         };
@@ -101,6 +107,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => inspect::verify(args),
         Command::Tail(args) => inspect::tail(args),
         Command::Replay(args) => replay::run(args, cli.quiet),
+        Command::Follow(args) => follow::run(args, cli.quiet),
     };
     match result {
         Ok(code) => code,
