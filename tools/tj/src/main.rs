@@ -4,6 +4,7 @@ mod demo;
 mod follow;
 mod inspect;
 mod replay;
+mod timetravel;
 
 use std::process::ExitCode;
 
@@ -43,6 +44,17 @@ enum Command {
     /// Keep a projection (`sqlite:PATH` or `files:DIR`) up to date with a journal another
     /// process writes: a live read replica, resuming from its own checkpoint.
     Follow(follow::FollowArgs),
+    /// Write a projection (`sqlite:PATH` or `files:DIR`) as of a seq or a time; never touches
+    /// the live ones.
+    Restore(timetravel::RestoreArgs),
+    /// Print the whole state (torrents, session configuration) as of a point as JSON.
+    Export(timetravel::ExportArgs),
+    /// Print every retained event of one torrent, in order, as JSON lines.
+    History(timetravel::HistoryArgs),
+    /// Snapshot at the retention boundary, then remove (or archive) the covered segments.
+    Compact(timetravel::CompactArgs),
+    /// Restore a removed torrent from its last state (appends an event).
+    Undelete(timetravel::UndeleteArgs),
 }
 
 /// An error with the exit code it maps to.
@@ -108,6 +120,11 @@ fn main() -> ExitCode {
         Command::Tail(args) => inspect::tail(args),
         Command::Replay(args) => replay::run(args, cli.quiet),
         Command::Follow(args) => follow::run(args, cli.quiet),
+        Command::Restore(args) => timetravel::restore(args, cli.quiet),
+        Command::Export(args) => timetravel::export(args, cli.quiet),
+        Command::History(args) => timetravel::history(args),
+        Command::Compact(args) => timetravel::compact(args, cli.quiet),
+        Command::Undelete(args) => timetravel::undelete(args, cli.quiet),
     };
     match result {
         Ok(code) => code,
