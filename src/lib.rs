@@ -7,11 +7,13 @@
 pub mod compaction;
 pub mod error;
 pub mod event;
+pub mod follow;
 pub mod history;
 pub mod inspect;
 pub mod journal;
 pub mod model;
 pub mod projection;
+pub mod salvage;
 pub mod simulate;
 pub mod snapshot;
 pub mod state;

@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::frame;
+use super::frame::{self, FrameRef};
 use super::recovery::{self, SegmentInfo};
 use super::segment::{self, Damage, SEGMENT_HEADER_BYTES, Scan, SegmentHeader, Stop};
 use crate::error::Result;
 use crate::event;
-use crate::model::Timestamp;
+use crate::model::{InfoHash, Timestamp};
 use crate::storage::Storage;
 
 /// What kind of problem verification found.
@@ -46,6 +46,9 @@ pub struct Problem {
     pub detail: String,
     /// Bytes skipped before the next valid frame (or to the end of the segment).
     pub damaged_bytes: u64,
+    /// Torrents whose events the damaged bytes seem to hold (best effort: decoded despite the
+    /// failed checksum, so a name to check, not a fact).
+    pub affected_torrents: Vec<InfoHash>,
 }
 
 /// The result of verifying a journal.
@@ -71,47 +74,91 @@ impl VerifyReport {
 /// Verifies the journal of store directory `dir`. `Err` only when the directory cannot be
 /// listed; everything else is reported as a [`Problem`].
 pub fn verify(storage: &dyn Storage, dir: &Path) -> Result<VerifyReport> {
-    let journal_dir = super::journal_dir(dir);
-    let segments = recovery::list_segments(storage, &journal_dir)?;
-    let mut report = VerifyReport {
-        segments: segments.len(),
-        ..VerifyReport::default()
-    };
-    let mut expected_seq: Option<u64> = None;
-    for (index, info) in segments.iter().enumerate() {
-        let is_last = index + 1 == segments.len();
-        expected_seq = verify_segment(storage, info, is_last, expected_seq, &mut report);
-    }
+    let mut report = VerifyReport::default();
+    walk(storage, dir, &mut report)?;
     Ok(report)
 }
 
-/// Verifies one segment; returns the seq expected next.
-fn verify_segment(
+/// What [`walk`] reports to.
+pub trait Visitor {
+    /// A segment was read; `bytes` is its size.
+    fn segment(&mut self, info: &SegmentInfo, bytes: u64);
+    /// A valid frame (checksum right, seq continuing).
+    fn frame(&mut self, info: &SegmentInfo, offset: usize, frame: &FrameRef<'_>);
+    /// A problem; `damaged` are the bytes it covers (empty for a sequence break).
+    fn problem(&mut self, problem: Problem, damaged: &[u8]);
+}
+
+/// Walks every segment of store directory `dir`, reporting valid frames and problems; after
+/// damage it resynchronizes on the next valid frame and keeps going.
+pub fn walk(storage: &dyn Storage, dir: &Path, visitor: &mut dyn Visitor) -> Result<()> {
+    let journal_dir = super::journal_dir(dir);
+    let segments = recovery::list_segments(storage, &journal_dir)?;
+    let mut expected_seq: Option<u64> = None;
+    for (index, info) in segments.iter().enumerate() {
+        let is_last = index + 1 == segments.len();
+        expected_seq = walk_segment(storage, info, is_last, expected_seq, visitor);
+    }
+    Ok(())
+}
+
+impl Visitor for VerifyReport {
+    fn segment(&mut self, _info: &SegmentInfo, bytes: u64) {
+        self.segments += 1;
+        self.bytes += bytes;
+    }
+
+    fn frame(&mut self, info: &SegmentInfo, offset: usize, found: &FrameRef<'_>) {
+        let at = Timestamp::from_unix_nanos(found.at_unix_nanos);
+        self.events += 1;
+        self.first_seq.get_or_insert(found.seq);
+        self.first_at.get_or_insert(at);
+        self.last_seq = Some(found.seq);
+        self.last_at = Some(at);
+        if let Err(reason) = event::decode(found.payload) {
+            self.problems.push(Problem {
+                kind: ProblemKind::UndecodableEvent,
+                segment: info.path.clone(),
+                offset: offset as u64,
+                seq: Some(found.seq),
+                detail: reason,
+                damaged_bytes: found.encoded_len() as u64,
+                affected_torrents: Vec::new(),
+            });
+        }
+    }
+
+    fn problem(&mut self, problem: Problem, _damaged: &[u8]) {
+        self.problems.push(problem);
+    }
+}
+
+/// Walks one segment; returns the seq expected next.
+fn walk_segment(
     storage: &dyn Storage,
     info: &SegmentInfo,
     is_last: bool,
     expected_seq: Option<u64>,
-    report: &mut VerifyReport,
+    visitor: &mut dyn Visitor,
 ) -> Option<u64> {
-    let problem = |kind, offset: usize, seq, detail: String, damaged_bytes: usize| Problem {
+    let problem = |kind, offset: usize, seq, detail: String, damaged: &[u8]| Problem {
         kind,
         segment: info.path.clone(),
         offset: offset as u64,
         seq,
         detail,
-        damaged_bytes: damaged_bytes as u64,
+        damaged_bytes: damaged.len() as u64,
+        affected_torrents: affected_torrents(damaged),
     };
     let bytes = match storage.read_file(&info.path) {
         Ok(bytes) => bytes,
         Err(err) => {
             let detail = format!("cannot read: {err}");
-            report
-                .problems
-                .push(problem(ProblemKind::Unreadable, 0, None, detail, 0));
+            visitor.problem(problem(ProblemKind::Unreadable, 0, None, detail, &[]), &[]);
             return None;
         }
     };
-    report.bytes += bytes.len() as u64;
+    visitor.segment(info, bytes.len() as u64);
     let header = match SegmentHeader::decode(&bytes) {
         Ok(header) if header.first_seq == info.first_seq => header,
         Ok(header) => {
@@ -119,24 +166,19 @@ fn verify_segment(
                 "header says first seq {}, file name says {}",
                 header.first_seq, info.first_seq
             );
-            report.problems.push(problem(
+            let p = problem(
                 ProblemKind::BadHeader,
                 12,
                 Some(header.first_seq),
                 detail,
-                0,
-            ));
+                &[],
+            );
+            visitor.problem(p, &bytes);
             return None;
         }
         Err(err) => {
-            let size = bytes.len();
-            report.problems.push(problem(
-                ProblemKind::BadHeader,
-                0,
-                None,
-                err.to_string(),
-                size,
-            ));
+            let p = problem(ProblemKind::BadHeader, 0, None, err.to_string(), &[]);
+            visitor.problem(p, &bytes);
             return None;
         }
     };
@@ -147,20 +189,21 @@ fn verify_segment(
             "expected seq {expected}, segment starts at {}",
             header.first_seq
         );
-        report.problems.push(problem(
+        let p = problem(
             ProblemKind::SequenceBreak,
             12,
             Some(header.first_seq),
             detail,
-            0,
-        ));
+            &[],
+        );
+        visitor.problem(p, &[]);
     }
     let mut pos = SEGMENT_HEADER_BYTES;
     let mut next_seq = header.first_seq;
     loop {
         let mut scan = Scan::starting_at(&bytes, pos, next_seq);
         for found in scan.by_ref() {
-            count_frame(report, info, found.offset, &found.frame);
+            visitor.frame(info, found.offset, &found.frame);
         }
         next_seq = scan.expected_seq();
         let Some(Stop::Damaged { offset, damage }) = scan.stop().cloned() else {
@@ -169,10 +212,14 @@ fn verify_segment(
         let seq = frame::peek_seq(&bytes[offset..]);
         if let Damage::SeqBreak { found, .. } = damage {
             // The frame itself is intact: report the break and continue from its seq.
-            let detail = damage.to_string();
-            report
-                .problems
-                .push(problem(ProblemKind::SequenceBreak, offset, seq, detail, 0));
+            let p = problem(
+                ProblemKind::SequenceBreak,
+                offset,
+                seq,
+                damage.to_string(),
+                &[],
+            );
+            visitor.problem(p, &[]);
             (pos, next_seq) = (offset, found);
             continue;
         }
@@ -183,9 +230,11 @@ fn verify_segment(
         } else {
             ProblemKind::DamagedFrame
         };
-        report
-            .problems
-            .push(problem(kind, offset, seq, damage.to_string(), end - offset));
+        let damaged = &bytes[offset..end];
+        visitor.problem(
+            problem(kind, offset, seq, damage.to_string(), damaged),
+            damaged,
+        );
         let Some(resync) = resync else {
             return Some(next_seq);
         };
@@ -195,26 +244,28 @@ fn verify_segment(
     }
 }
 
-fn count_frame(
-    report: &mut VerifyReport,
-    info: &SegmentInfo,
-    offset: usize,
-    found: &frame::FrameRef<'_>,
-) {
-    let at = Timestamp::from_unix_nanos(found.at_unix_nanos);
-    report.events += 1;
-    report.first_seq.get_or_insert(found.seq);
-    report.first_at.get_or_insert(at);
-    report.last_seq = Some(found.seq);
-    report.last_at = Some(at);
-    if let Err(reason) = event::decode(found.payload) {
-        report.problems.push(Problem {
-            kind: ProblemKind::UndecodableEvent,
-            segment: info.path.clone(),
-            offset: offset as u64,
-            seq: Some(found.seq),
-            detail: reason,
-            damaged_bytes: found.encoded_len() as u64,
-        });
+/// Best effort: the torrents named by the events in damaged bytes, read by trusting each
+/// frame's length field and decoding its payload despite the failed checksum. What decodes
+/// may itself be damaged, so this names torrents to check, not facts.
+fn affected_torrents(damaged: &[u8]) -> Vec<InfoHash> {
+    let mut torrents = Vec::new();
+    let mut pos = 0;
+    while pos + frame::FRAME_HEADER_BYTES < damaged.len() {
+        let mut len = [0u8; 4];
+        len.copy_from_slice(&damaged[pos..pos + 4]);
+        let len = u32::from_le_bytes(len) as usize;
+        let end = pos + frame::FRAME_HEADER_BYTES + len;
+        if len == 0 || end > damaged.len() {
+            break;
+        }
+        if let Ok(event) = event::decode(&damaged[pos + frame::FRAME_HEADER_BYTES..end]) {
+            for hash in event.info_hashes() {
+                if !torrents.contains(&hash) {
+                    torrents.push(hash);
+                }
+            }
+        }
+        pos = end;
     }
+    torrents
 }

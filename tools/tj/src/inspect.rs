@@ -36,6 +36,12 @@ pub struct TailArgs {
     /// First seq to print.
     #[arg(long, default_value_t = 1)]
     from: u64,
+    /// Keep printing events as they become durable (until Ctrl-C or an exit flag below).
+    #[arg(long)]
+    follow: bool,
+    /// (With --follow.)
+    #[command(flatten)]
+    follow_flags: crate::follow::FollowFlags,
 }
 
 pub fn stats(args: StatsArgs) -> CmdResult {
@@ -107,6 +113,17 @@ fn print_report(dir: &std::path::Path, report: &VerifyReport) {
             problem.detail,
             problem.damaged_bytes
         );
+        if !problem.affected_torrents.is_empty() {
+            let hashes: Vec<String> = problem
+                .affected_torrents
+                .iter()
+                .map(|h| h.to_hex())
+                .collect();
+            println!(
+                "  torrents whose events seem affected: {}",
+                hashes.join(", ")
+            );
+        }
     }
     if report.is_clean() {
         println!("ok: every frame verified");
@@ -116,6 +133,14 @@ fn print_report(dir: &std::path::Path, report: &VerifyReport) {
 }
 
 pub fn tail(args: TailArgs) -> CmdResult {
+    if args.follow {
+        return crate::follow::tail(&args.dir, args.from, &args.follow_flags);
+    }
+    if args.follow_flags.any_set() {
+        return Err(crate::Failure::usage(
+            "--poll-interval-ms, --read-ahead, --exit-at-seq and --idle-exit-ms need --follow",
+        ));
+    }
     let reader = JournalReader::open(&args.dir)?;
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
@@ -134,4 +159,63 @@ pub fn tail(args: TailArgs) -> CmdResult {
         Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(err.into()),
         _ => Ok(ExitCode::SUCCESS),
     }
+}
+
+#[derive(Debug, Args)]
+pub struct SalvageArgs {
+    /// The damaged store directory (read only).
+    dir: PathBuf,
+    /// A new directory for the salvaged journal.
+    #[arg(long)]
+    out: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn salvage(args: SalvageArgs) -> CmdResult {
+    JournalReader::open(&args.dir)?;
+    let report = torrent_journal::salvage::salvage(&RealStorage, &args.dir, &args.out)?;
+    if args.json {
+        crate::emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut text = format!(
+        "salvaged {} events into {}\n",
+        report.events_kept,
+        journal::journal_dir(&args.out).display()
+    );
+    for region in &report.regions {
+        let p = &region.problem;
+        let seq = p.seq.map_or(String::new(), |s| format!(" seq {s}"));
+        text.push_str(&format!(
+            "LOST {:?} {} at offset {}{seq}: {} bytes quarantined at {} ({})\n",
+            p.kind,
+            p.segment.display(),
+            p.offset,
+            p.damaged_bytes,
+            region.quarantine_offset,
+            p.detail
+        ));
+        if !p.affected_torrents.is_empty() {
+            let hashes: Vec<String> = p.affected_torrents.iter().map(|h| h.to_hex()).collect();
+            text.push_str(&format!(
+                "  torrents whose events seem affected: {}\n",
+                hashes.join(", ")
+            ));
+        }
+    }
+    for run in &report.renumbered {
+        text.push_str(&format!(
+            "renumbered {} events: old seq {}.. are now seq {}..\n",
+            run.count, run.old_first, run.new_first
+        ));
+    }
+    text.push_str(&format!(
+        "{} bytes quarantined in {}\n",
+        report.bytes_quarantined,
+        args.out.join("salvage/quarantine.bin").display()
+    ));
+    crate::emit(&text)?;
+    Ok(ExitCode::SUCCESS)
 }

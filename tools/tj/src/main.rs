@@ -55,6 +55,8 @@ enum Command {
     Compact(timetravel::CompactArgs),
     /// Restore a removed torrent from its last state (appends an event).
     Undelete(timetravel::UndeleteArgs),
+    /// Copy every readable event of a damaged journal into a new one; quarantine the rest.
+    Salvage(inspect::SalvageArgs),
 }
 
 /// An error with the exit code it maps to.
@@ -125,6 +127,7 @@ fn main() -> ExitCode {
         Command::History(args) => timetravel::history(args),
         Command::Compact(args) => timetravel::compact(args, cli.quiet),
         Command::Undelete(args) => timetravel::undelete(args, cli.quiet),
+        Command::Salvage(args) => inspect::salvage(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,220 @@
+//! Salvage: copy every readable event of a damaged journal into a new one, quarantining the bad
+//! bytes, and say exactly what could not be kept.
+//!
+//! The new journal holds the readable events in their original order with their original commit
+//! times. Seqs must be gap-free, so when events are lost the ones after them are renumbered
+//! (the report maps every renumbered range). Damaged bytes are copied to
+//! `OUT/salvage/quarantine.bin`; `OUT/salvage/report.json` lists each region (source segment,
+//! offset, length, position in the quarantine file, the seqs and torrents it seems to hold).
+//! Snapshots that read back intact and precede the first kept event are copied too.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::{Error, IoContext, Result};
+use crate::event;
+use crate::journal::frame::{self, FrameRef};
+use crate::journal::recovery::SegmentInfo;
+use crate::journal::segment::{self, SegmentHeader};
+use crate::journal::verify::{self, Problem, Visitor};
+use crate::snapshot;
+use crate::storage::{self, Storage};
+
+/// Where the salvaged journal starts a new segment.
+const SALVAGE_SEGMENT_BYTES: usize = 64 * 1024 * 1024;
+
+/// One quarantined region.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuarantinedRegion {
+    pub problem: Problem,
+    /// Where its bytes are in `quarantine.bin`.
+    pub quarantine_offset: u64,
+}
+
+/// A run of kept events whose seqs changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Renumbered {
+    pub old_first: u64,
+    pub new_first: u64,
+    pub count: u64,
+}
+
+/// What [`salvage`] kept and what it could not.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SalvageReport {
+    pub events_kept: u64,
+    /// Frames whose checksum was right but whose payload is not an event (quarantined).
+    pub events_undecodable: u64,
+    pub regions: Vec<QuarantinedRegion>,
+    pub bytes_quarantined: u64,
+    pub renumbered: Vec<Renumbered>,
+    pub snapshots_copied: usize,
+    pub out: PathBuf,
+}
+
+impl SalvageReport {
+    /// Whether anything was lost.
+    pub fn lost_anything(&self) -> bool {
+        !self.regions.is_empty() || self.events_undecodable > 0
+    }
+}
+
+#[derive(Default)]
+struct Collector {
+    frames: Vec<(u64, i64, Vec<u8>)>,
+    quarantine: Vec<u8>,
+    report: SalvageReport,
+}
+
+impl Visitor for Collector {
+    fn segment(&mut self, _info: &SegmentInfo, _bytes: u64) {}
+
+    fn frame(&mut self, info: &SegmentInfo, offset: usize, found: &FrameRef<'_>) {
+        let in_order = self
+            .frames
+            .last()
+            .is_none_or(|(seq, _, _)| found.seq > *seq);
+        if in_order && event::decode(found.payload).is_ok() {
+            self.frames
+                .push((found.seq, found.at_unix_nanos, found.payload.to_vec()));
+            return;
+        }
+        self.report.events_undecodable += 1;
+        let mut bytes = Vec::with_capacity(found.encoded_len());
+        frame::encode(&mut bytes, found.seq, found.at_unix_nanos, found.payload);
+        let problem = Problem {
+            kind: verify::ProblemKind::UndecodableEvent,
+            segment: info.path.clone(),
+            offset: offset as u64,
+            seq: Some(found.seq),
+            detail: if in_order {
+                "payload is not an event".into()
+            } else {
+                "seq out of order".into()
+            },
+            damaged_bytes: bytes.len() as u64,
+            affected_torrents: Vec::new(),
+        };
+        self.problem(problem, &bytes);
+    }
+
+    fn problem(&mut self, problem: Problem, damaged: &[u8]) {
+        self.report.regions.push(QuarantinedRegion {
+            problem,
+            quarantine_offset: self.quarantine.len() as u64,
+        });
+        self.quarantine.extend_from_slice(damaged);
+        self.report.bytes_quarantined += damaged.len() as u64;
+    }
+}
+
+/// Salvages store directory `dir` into `out` (which must not exist or be empty).
+pub fn salvage(storage: &dyn Storage, dir: &Path, out: &Path) -> Result<SalvageReport> {
+    if storage.exists(out) && !storage.list_dir(out).ctx("list", out)?.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "{} exists and is not empty; salvage writes into a new directory",
+            out.display()
+        )));
+    }
+    let mut collector = Collector::default();
+    verify::walk(storage, dir, &mut collector)?;
+    let journal_dir = crate::journal::journal_dir(out);
+    storage
+        .create_dir_all(&journal_dir)
+        .ctx("create directory", &journal_dir)?;
+    storage.sync_dir(out).ctx("fsync dir", out)?;
+    let first_seq = collector.frames.first().map_or(1, |f| f.0);
+    collector.report.renumbered =
+        write_segments(storage, &journal_dir, &collector.frames, first_seq)?;
+    collector.report.events_kept = collector.frames.len() as u64;
+    collector.report.snapshots_copied = copy_snapshots(storage, dir, out, first_seq)?;
+    collector.report.out = out.to_path_buf();
+    let salvage_dir = out.join("salvage");
+    storage
+        .create_dir_all(&salvage_dir)
+        .ctx("create directory", &salvage_dir)?;
+    let quarantine = salvage_dir.join("quarantine.bin");
+    storage::write_atomic(storage, &quarantine, &collector.quarantine).ctx("write", &quarantine)?;
+    let report =
+        serde_json::to_vec_pretty(&collector.report).map_err(|e| Error::Encode(e.to_string()))?;
+    let path = salvage_dir.join("report.json");
+    storage::write_atomic(storage, &path, &report).ctx("write", &path)?;
+    storage.sync_dir(out).ctx("fsync dir", out)?;
+    Ok(collector.report)
+}
+
+/// Writes the kept frames as consecutive seqs from `first_seq`; returns the renumbered runs.
+fn write_segments(
+    storage: &dyn Storage,
+    journal_dir: &Path,
+    frames: &[(u64, i64, Vec<u8>)],
+    first_seq: u64,
+) -> Result<Vec<Renumbered>> {
+    let mut renumbered: Vec<Renumbered> = Vec::new();
+    let mut buf = Vec::new();
+    let mut segment_first = first_seq;
+    let mut created_at = frames.first().map_or(0, |f| f.1);
+    for (new_seq, (old_seq, at, payload)) in (first_seq..).zip(frames) {
+        if buf.len() >= SALVAGE_SEGMENT_BYTES {
+            write_segment(storage, journal_dir, segment_first, created_at, &buf)?;
+            (segment_first, created_at) = (new_seq, *at);
+            buf.clear();
+        }
+        frame::encode(&mut buf, new_seq, *at, payload);
+        if new_seq != *old_seq {
+            match renumbered.last_mut() {
+                Some(run)
+                    if run.old_first + run.count == *old_seq
+                        && run.new_first + run.count == new_seq =>
+                {
+                    run.count += 1;
+                }
+                _ => renumbered.push(Renumbered {
+                    old_first: *old_seq,
+                    new_first: new_seq,
+                    count: 1,
+                }),
+            }
+        }
+    }
+    write_segment(storage, journal_dir, segment_first, created_at, &buf)?;
+    Ok(renumbered)
+}
+
+fn write_segment(
+    storage: &dyn Storage,
+    journal_dir: &Path,
+    first_seq: u64,
+    created_at: i64,
+    frames: &[u8],
+) -> Result<()> {
+    let header = SegmentHeader {
+        version: segment::FORMAT_VERSION,
+        first_seq,
+        created_unix_nanos: created_at,
+    };
+    let mut bytes = header.encode().to_vec();
+    bytes.extend_from_slice(frames);
+    let path = journal_dir.join(segment::file_name(first_seq));
+    storage::write_atomic(storage, &path, &bytes).ctx("write", &path)
+}
+
+/// Copies the snapshots that read back intact and come before the first kept event.
+fn copy_snapshots(storage: &dyn Storage, dir: &Path, out: &Path, first_seq: u64) -> Result<usize> {
+    let mut copied = 0;
+    for info in snapshot::list_snapshots(storage, dir)? {
+        if info.seq >= first_seq || snapshot::read_snapshot(storage, &info.path).is_err() {
+            continue;
+        }
+        let bytes = storage.read_file(&info.path).ctx("read", &info.path)?;
+        let target_dir = snapshot::snapshots_dir(out);
+        storage
+            .create_dir_all(&target_dir)
+            .ctx("create directory", &target_dir)?;
+        let target = target_dir.join(snapshot::file_name(info.seq));
+        storage::write_atomic(storage, &target, &bytes).ctx("write", &target)?;
+        copied += 1;
+    }
+    Ok(copied)
+}
