@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use tracing::{error, info, warn};
 
+use crate::compaction::{self, CompactionPolicy};
 use crate::error::{Error, IoContext, Result};
 use crate::event::{Envelope, Event};
 use crate::journal::{CommitListener, Journal, JournalOptions, JournalReader, Receipt};
@@ -40,6 +41,8 @@ pub struct StoreOptions {
     pub file_options: FileProjectionOptions,
     /// Committed batches that may wait for the disk projections before appends slow down.
     pub projection_queue_batches: usize,
+    /// Automatic compaction (off by default): compacts in the background when due.
+    pub compaction: CompactionPolicy,
 }
 
 impl Default for StoreOptions {
@@ -51,6 +54,7 @@ impl Default for StoreOptions {
             files: None,
             file_options: FileProjectionOptions::default(),
             projection_queue_batches: 1024,
+            compaction: CompactionPolicy::default(),
         }
     }
 }
@@ -90,6 +94,17 @@ struct Inner {
     clock: Arc<dyn Clock>,
     sqlite_path: Option<PathBuf>,
     files_dir: Option<PathBuf>,
+    auto: AutoCompaction,
+}
+
+/// The state of automatic compaction.
+#[derive(Debug)]
+struct AutoCompaction {
+    policy: CompactionPolicy,
+    storage: Arc<dyn crate::storage::Storage>,
+    /// Seq and writer byte count when the last compaction started.
+    mark: Mutex<(u64, u64)>,
+    running: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// The disk projections' applied seq, waitable.
@@ -179,6 +194,12 @@ impl TorrentStore {
                 clock,
                 sqlite_path,
                 files_dir,
+                auto: AutoCompaction {
+                    policy: options.compaction,
+                    storage: Arc::clone(&options.journal.storage),
+                    mark: Mutex::new((0, 0)),
+                    running: Mutex::new(None),
+                },
             }),
         })
     }
@@ -204,7 +225,41 @@ impl TorrentStore {
     }
 
     async fn append(&self, event: Event) -> Result<Receipt> {
-        self.inner.journal.append_events_async(vec![event]).await
+        let receipt = self.inner.journal.append_events_async(vec![event]).await?;
+        self.maybe_compact();
+        Ok(receipt)
+    }
+
+    /// Starts a background compaction when the policy says one is due and none is running.
+    fn maybe_compact(&self) {
+        let auto = &self.inner.auto;
+        if !auto.policy.is_enabled() {
+            return;
+        }
+        let status = self.inner.journal.status();
+        let (seq, bytes) = (status.last_seq(), status.bytes_written());
+        let mut mark = auto.mark.lock().unwrap_or_else(|p| p.into_inner());
+        if !auto.policy.due(seq - mark.0, bytes - mark.1) {
+            return;
+        }
+        let mut running = auto.running.lock().unwrap_or_else(|p| p.into_inner());
+        if running.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        *mark = (seq, bytes);
+        let storage = Arc::clone(&auto.storage);
+        let dir = self.inner.dir.clone();
+        let options = auto.policy.options();
+        let spawned = std::thread::Builder::new()
+            .name("tj-compaction".into())
+            .spawn(move || match compaction::compact(storage, &dir, &options) {
+                Ok(report) => info!(snapshot_seq = ?report.snapshot_seq, removed = report.segments_removed.len(), "automatic compaction"),
+                Err(err) => error!(error = %err, "automatic compaction failed; the journal is unchanged"),
+            });
+        match spawned {
+            Ok(handle) => *running = Some(handle),
+            Err(err) => warn!(error = %err, "cannot start automatic compaction"),
+        }
     }
 
     // --- the seed's eight operations -------------------------------------------------------
@@ -255,6 +310,16 @@ impl TorrentStore {
     /// Flushes everything, waits for the projections, stops the threads, releases the lock.
     pub async fn close(&self) -> Result<()> {
         self.inner.journal.close_async().await?;
+        let compaction = self
+            .inner
+            .auto
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(handle) = compaction {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
         let handle = self
             .inner
             .applier

@@ -341,3 +341,43 @@ async fn a_compacted_journal_opens_from_its_snapshot() {
         SqliteProjection::open(tmp.path().join("state.db"), SqliteOptions::default()).unwrap();
     assert_eq!(sqlite.load_state().unwrap(), before);
 }
+
+/// The automatic compaction policy (off by default) compacts in the background as events
+/// accumulate; the state is unchanged and the journal no longer starts at seq 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automatic_compaction_keeps_the_journal_short() {
+    use torrent_journal::compaction::{CompactionPolicy, Retention};
+    let tmp = tempfile::tempdir().unwrap();
+    let options = || StoreOptions {
+        journal: torrent_journal::JournalOptions {
+            segment_size_bytes: 16 * 1024,
+            ..torrent_journal::JournalOptions::default()
+        },
+        compaction: CompactionPolicy {
+            every_events: Some(200),
+            every_bytes: None,
+            retain: Retention::Events(50),
+        },
+        ..StoreOptions::default().with_sqlite()
+    };
+    let store = TorrentStore::open(tmp.path(), options()).await.unwrap();
+    for n in 0..1000u64 {
+        let mut t = torrent((n % 50) as u8);
+        t.downloaded = n as i64;
+        store.save_torrent(&t).await.unwrap();
+    }
+    let before = store.memory().state().clone();
+    store.close().await.unwrap();
+    let snapshots = std::fs::read_dir(tmp.path().join("snapshots"))
+        .unwrap()
+        .count();
+    assert!(snapshots >= 1, "automatic compaction wrote snapshots");
+    let first = JournalReader::open(tmp.path()).unwrap().segments().unwrap()[0].first_seq;
+    assert!(
+        first > 1,
+        "automatic compaction removed early segments (first seq {first})"
+    );
+    let store = TorrentStore::open(tmp.path(), options()).await.unwrap();
+    assert_eq!(store.memory().state(), &before);
+    store.close().await.unwrap();
+}

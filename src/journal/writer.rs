@@ -81,12 +81,18 @@ pub(crate) enum Message {
 pub struct WriterStatus {
     last_seq: AtomicU64,
     durable_seq: AtomicU64,
+    bytes_written: AtomicU64,
 }
 
 impl WriterStatus {
     /// Seq of the last event written (0 if none).
     pub fn last_seq(&self) -> u64 {
         self.last_seq.load(Ordering::Acquire)
+    }
+
+    /// Frame bytes this writer has written since it opened.
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes_written.load(Ordering::Acquire)
     }
 
     /// Seq of the last event known durable (0 if none).
@@ -272,6 +278,9 @@ impl Writer {
             .write_all(&self.buf)
             .ctx("write", &self.active_path)?;
         self.active_len_bytes += self.buf.len() as u64;
+        self.status
+            .bytes_written
+            .fetch_add(self.buf.len() as u64, Ordering::AcqRel);
         self.next_seq = seq;
         self.last_at_unix_nanos = at.as_unix_nanos();
         self.unsynced_through = seq - 1;
