@@ -89,6 +89,18 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The store the child writes through: the real thing, with small segments so that the
+/// parent's periodic compaction can remove sealed ones and the journal stays short.
+fn store_options() -> StoreOptions {
+    StoreOptions {
+        journal: torrent_journal::JournalOptions {
+            segment_size_bytes: 256 * 1024,
+            ..torrent_journal::JournalOptions::default()
+        },
+        ..StoreOptions::default().with_sqlite()
+    }
+}
+
 /// The info hash of content id `id`.
 fn hash(id: u64) -> InfoHash {
     let mut bytes = [0u8; 20];
@@ -112,7 +124,7 @@ fn torrent(id: u64) -> TorrentState {
 fn child(dir: &Path, first_id: u64, tasks: u64) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let store = TorrentStore::open(dir, StoreOptions::default().with_sqlite()).await?;
+        let store = TorrentStore::open(dir, store_options()).await?;
         println!("ready {}", store.last_seq());
         std::io::stdout().flush()?;
         let mut handles = Vec::new();
@@ -285,7 +297,7 @@ fn check(dir: &Path, acked: &BTreeMap<u64, u64>) -> anyhow::Result<u64> {
 fn check_projection(dir: &Path) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     let memory = runtime.block_on(async {
-        let store = TorrentStore::open(dir, StoreOptions::default().with_sqlite()).await?;
+        let store = TorrentStore::open(dir, store_options()).await?;
         let state = store.memory().state().clone();
         store.close().await?;
         Ok::<_, anyhow::Error>(state)
