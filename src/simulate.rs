@@ -73,6 +73,8 @@ struct Life {
     state: TorrentState,
     step: u32,
     done: bool,
+    /// Removed from the client: never saved again.
+    removed: bool,
 }
 
 /// Iterator over one task's events; see [`Simulation::task`].
@@ -137,6 +139,7 @@ impl TaskEvents {
                 state: state.clone(),
                 step: 0,
                 done: false,
+                removed: false,
             });
             return hook(
                 HookEvent::TorrentAdded,
@@ -163,10 +166,15 @@ impl TaskEvents {
     }
 
     fn seeding_update(&mut self, now: Timestamp) -> Event {
-        self.cursor = (self.cursor + 1) % self.lives.len().max(1);
-        let Some(life) = self.lives.get_mut(self.cursor) else {
+        // Removed torrents stay removed: only the ones still in the client seed on.
+        let seeding: Vec<usize> = (0..self.lives.len())
+            .filter(|&i| !self.lives[i].removed)
+            .collect();
+        if seeding.is_empty() {
             return Event::MetricsPurged { older_than: now };
-        };
+        }
+        self.cursor = (self.cursor + 1) % seeding.len();
+        let life = &mut self.lives[seeding[self.cursor]];
         life.state.uploaded += 1_048_576;
         Event::TorrentSaved {
             torrent: Box::new(life.state.clone()),
@@ -217,6 +225,7 @@ fn advance(life: &mut Life, now: Timestamp) -> Event {
         }
         _ => {
             life.done = true;
+            life.removed = true;
             hook(
                 HookEvent::TorrentRemoved,
                 state.clone(),
@@ -346,6 +355,23 @@ mod tests {
         let a: Vec<Event> = s.task(1).collect();
         let b: Vec<Event> = s.task(1).collect();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn removed_torrents_are_never_saved_again() {
+        let s = sim(3000, 40, 1);
+        let mut removed = std::collections::HashSet::new();
+        let mut saw_removal = false;
+        for event in s.task(0) {
+            let hash = event.info_hash();
+            if event.kind() == "torrent-removed" {
+                removed.extend(hash);
+                saw_removal = true;
+            } else if let Some(hash) = hash {
+                assert!(!removed.contains(&hash), "{} after removal", event.kind());
+            }
+        }
+        assert!(saw_removal);
     }
 
     #[test]

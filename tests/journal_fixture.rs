@@ -92,7 +92,7 @@ fn fixture_events() -> Vec<Event> {
 
 /// Writes the fixture stream with the current writer onto `storage`, one append per event, the
 /// commit clock advancing 250 ms before each.
-fn write_journal(storage: Arc<dyn Storage>, dir: &Path) {
+fn write_journal(storage: Arc<dyn Storage>, dir: &Path, events: Vec<Event>) {
     let clock = ManualClock::new(Timestamp::from_unix_nanos(START_NANOS));
     let options = JournalOptions {
         segment_size_bytes: SEGMENT_BYTES,
@@ -101,17 +101,30 @@ fn write_journal(storage: Arc<dyn Storage>, dir: &Path) {
         ..JournalOptions::default()
     };
     let journal = Journal::open_with(dir, options).unwrap();
-    for event in fixture_events() {
+    for event in events {
         clock.advance(Duration::from_millis(250));
         journal.append(&event).unwrap();
     }
     journal.close().unwrap();
 }
 
-/// The segments the current writer produces for the fixture stream: (file name, bytes).
+/// The segments the current writer produces for the fixture's own events: (file name, bytes).
+/// The input is read back from the fixture, so this checks the writer and the encoding, not the
+/// simulator that first produced the events (which may evolve).
 fn current_writer_segments() -> Vec<(String, Vec<u8>)> {
+    let events: Vec<Event> = JournalReader::open(fixture_dir())
+        .unwrap()
+        .events(1)
+        .unwrap()
+        .map(|e| e.unwrap().event)
+        .collect();
+    segments_for(events)
+}
+
+/// The segments the current writer produces for `events`: (file name, bytes).
+fn segments_for(events: Vec<Event>) -> Vec<(String, Vec<u8>)> {
     let storage = SimStorage::new();
-    write_journal(Arc::new(storage.clone()), Path::new(GEN_DIR));
+    write_journal(Arc::new(storage.clone()), Path::new(GEN_DIR), events);
     let reader = JournalReader::with_storage(Arc::new(storage.clone()), GEN_DIR).unwrap();
     reader
         .segments()
@@ -153,7 +166,7 @@ fn regenerate(dir: &Path) {
     for (name, _) in fixture_segments(dir) {
         std::fs::remove_file(journal_dir.join(name)).unwrap();
     }
-    let files = current_writer_segments();
+    let files = segments_for(fixture_events());
     for (name, bytes) in &files {
         std::fs::write(journal_dir.join(name), bytes).unwrap();
     }
