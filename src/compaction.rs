@@ -438,11 +438,7 @@ fn take_lock(storage: &dyn Storage, dir: &Path) -> Result<Box<dyn LockGuard>> {
     {
         Some(guard) => Ok(guard),
         None => {
-            let pid = storage
-                .read_file(&path)
-                .ok()
-                .and_then(|bytes| String::from_utf8(bytes).ok())
-                .and_then(|text| text.trim().parse::<u32>().ok());
+            let pid = storage::lock_holder_pid(storage, &path);
             Err(Error::CompactionRunning {
                 dir: dir.to_path_buf(),
                 pid,

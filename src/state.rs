@@ -101,10 +101,15 @@ fn remove(state: &mut State, info_hash: &InfoHash) {
 }
 
 fn attach_metadata(state: &mut State, snapshot: &TorrentState) {
-    let Some(stored) = state.torrents.get_mut(&snapshot.info_hash) else {
-        return put(state, snapshot);
-    };
-    let stored = Arc::make_mut(stored);
+    match state.torrents.get_mut(&snapshot.info_hash) {
+        Some(stored) => attach_metadata_to(Arc::make_mut(stored), snapshot),
+        None => put(state, snapshot),
+    }
+}
+
+/// What the metadata hook changes on a stored torrent: the `.torrent`, and the file list while
+/// the stored one has none. Shared with projections that update rows in place.
+pub(crate) fn attach_metadata_to(stored: &mut TorrentState, snapshot: &TorrentState) {
     if snapshot.meta_info.is_some() {
         stored.meta_info = snapshot.meta_info.clone();
     }
@@ -115,13 +120,18 @@ fn attach_metadata(state: &mut State, snapshot: &TorrentState) {
     }
 }
 
-fn record_error(state: &mut State, record: &HookRecord) {
-    let message = record
+/// The message an error hook records: `data["error"]`, else the snapshot's.
+pub(crate) fn error_message(record: &HookRecord) -> Option<String> {
+    record
         .data
         .get("error")
         .and_then(|v| v.as_str())
         .map(str::to_owned)
-        .or_else(|| record.torrent.error.clone());
+        .or_else(|| record.torrent.error.clone())
+}
+
+fn record_error(state: &mut State, record: &HookRecord) {
+    let message = error_message(record);
     match state.torrents.get_mut(&record.torrent.info_hash) {
         Some(stored) => Arc::make_mut(stored).error = message,
         None => {

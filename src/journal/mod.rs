@@ -414,11 +414,7 @@ fn take_lock(storage: &dyn Storage, dir: &Path) -> Result<Box<dyn crate::storage
     {
         Some(guard) => Ok(guard),
         None => {
-            let pid = storage
-                .read_file(&path)
-                .ok()
-                .and_then(|bytes| String::from_utf8(bytes).ok())
-                .and_then(|text| text.trim().parse().ok());
+            let pid = crate::storage::lock_holder_pid(storage, &path);
             Err(Error::Locked {
                 path: dir.to_path_buf(),
                 pid,

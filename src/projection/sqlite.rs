@@ -737,23 +737,11 @@ fn apply_hook(conn: &Connection, record: &HookRecord, at: Timestamp) -> rusqlite
             let Some(mut stored) = select_torrent(conn, &snapshot.info_hash)? else {
                 return put_torrent(conn, snapshot, at);
             };
-            if snapshot.meta_info.is_some() {
-                stored.meta_info = snapshot.meta_info.clone();
-            }
-            if stored.files.is_empty() {
-                stored.files = snapshot.files.clone();
-                stored.priorities = snapshot.priorities.clone();
-                stored.wanted = snapshot.wanted.clone();
-            }
+            crate::state::attach_metadata_to(&mut stored, snapshot);
             put_torrent(conn, &stored, at)
         }
         HookEvent::TorrentError => {
-            let message = record
-                .data
-                .get("error")
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-                .or_else(|| snapshot.error.clone());
+            let message = crate::state::error_message(record);
             match select_torrent(conn, &snapshot.info_hash)? {
                 Some(mut stored) => {
                     stored.error = message;

@@ -66,6 +66,12 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     fn try_lock(&self, path: &Path, pid: u32) -> io::Result<Option<Box<dyn LockGuard>>>;
 }
 
+/// The pid a lock holder recorded in the lock file at `path`, if readable.
+pub fn lock_holder_pid(storage: &dyn Storage, path: &Path) -> Option<u32> {
+    let bytes = storage.read_file(path).ok()?;
+    String::from_utf8(bytes).ok()?.trim().parse().ok()
+}
+
 /// Writes a whole file crash-safely: `<path>.tmp` → write → fsync → rename → fsync the directory.
 pub fn write_atomic(storage: &dyn Storage, path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = tmp_path(path);
