@@ -26,6 +26,7 @@ use torrent_journal::model::{InfoHash, Timestamp, TorrentMetrics};
 use torrent_journal::storage::RealStorage;
 use torrent_journal::{Journal, JournalOptions};
 
+use crate::figures::{Figure, Unit};
 use crate::stats::Summary;
 use crate::{Context, SectionReport};
 
@@ -278,7 +279,29 @@ pub fn run(ctx: &Context) -> anyhow::Result<SectionReport> {
     if !durable.watching || !ahead.watching {
         md.push_str("\n**No file watcher was available: these numbers are for polling.**\n");
     }
+    let figures = vec![
+        Figure::new(
+            "watcher_p50_ms",
+            "watcher: durable ack → arrival in another process, median",
+            durable.from_ack.p50 / 1000.0,
+            Unit::Millis,
+        )
+        .goal_value("< 1 ms", |ms| ms < 1.0),
+        Figure::new(
+            "watcher_p99_ms",
+            "watcher: durable ack → arrival in another process, p99",
+            durable.from_ack.p99 / 1000.0,
+            Unit::Millis,
+        ),
+        Figure::new(
+            "watcher_read_ahead_p50_ms",
+            "watcher, read-ahead follower: median",
+            ahead.from_ack.p50 / 1000.0,
+            Unit::Millis,
+        ),
+    ];
     Ok(SectionReport {
+        figures,
         markdown: md,
         json: json!({
             "events": events,

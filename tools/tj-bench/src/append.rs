@@ -1,0 +1,285 @@
+//! The `append` section: our durable append under the default durability policy
+//! (`Durability::EveryBatch`: `fdatasync` before every acknowledgement, group commit).
+//!
+//! * 1 appender: `Journal::append` one event at a time; latency per append vs the disk floor.
+//! * 16 and 256 concurrent appenders: tokio tasks on a multi-threaded runtime (one worker per
+//!   core) each looping `append_async` for a fixed time; events/s and MB/s of frames.
+//!
+//! Events are `TorrentSaved` with ~1.2 KB realistic states (1000 distinct, cycled).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use torrent_journal::event::Event;
+use torrent_journal::{Journal, JournalOptions};
+
+use crate::common::{fresh_dir, runtime, saved_events};
+use crate::figures::{Figure, RatioKind, Unit};
+use crate::stats::Summary;
+use crate::{Context, SectionReport};
+
+const WARMUP: usize = 20;
+
+/// Throughput of `appenders` concurrent tasks for `duration`.
+#[derive(Debug)]
+struct Throughput {
+    appenders: usize,
+    events: u64,
+    seconds: f64,
+    events_per_sec: f64,
+    mb_per_sec: f64,
+    avg_batch: f64,
+}
+
+fn concurrent(
+    ctx: &Context,
+    events: &Arc<Vec<Event>>,
+    appenders: usize,
+    duration: Duration,
+) -> anyhow::Result<Throughput> {
+    let dir = fresh_dir(&ctx.work_dir, &format!("append-{appenders}"))?;
+    let journal = Journal::open_with(&dir, JournalOptions::default())?;
+    let rt = runtime()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let commits = Arc::new(AtomicU64::new(0));
+    let last_at = Arc::new(AtomicI64::new(0));
+    let (events_done, bytes, seconds) = rt.block_on(async {
+        // Warm up briefly, then measure between two snapshots of the writer's counters.
+        let mut tasks = Vec::with_capacity(appenders);
+        for a in 0..appenders {
+            let journal = journal.clone();
+            let events = Arc::clone(events);
+            let stop = Arc::clone(&stop);
+            let count = Arc::clone(&count);
+            let commits = Arc::clone(&commits);
+            let last_at = Arc::clone(&last_at);
+            tasks.push(tokio::spawn(async move {
+                let mut i = a;
+                while !stop.load(Ordering::Relaxed) {
+                    let receipt = journal.append_async(&events[i % events.len()]).await?;
+                    // Appenders of one commit are answered together: count commit-time changes.
+                    let at = receipt.at.as_unix_nanos();
+                    if last_at.swap(at, Ordering::Relaxed) != at {
+                        commits.fetch_add(1, Ordering::Relaxed);
+                    }
+                    count.fetch_add(1, Ordering::Relaxed);
+                    i += appenders;
+                }
+                anyhow::Ok(())
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (seq0, bytes0) = (
+            journal.status().last_seq(),
+            journal.status().bytes_written(),
+        );
+        let t0 = Instant::now();
+        tokio::time::sleep(duration).await;
+        let (seq1, bytes1) = (
+            journal.status().last_seq(),
+            journal.status().bytes_written(),
+        );
+        let seconds = t0.elapsed().as_secs_f64();
+        stop.store(true, Ordering::Relaxed);
+        for task in tasks {
+            task.await??;
+        }
+        anyhow::Ok((seq1 - seq0, bytes1 - bytes0, seconds))
+    })?;
+    journal.close()?;
+    drop(rt);
+    std::fs::remove_dir_all(&dir)?;
+    let total = count.load(Ordering::Relaxed) as f64;
+    Ok(Throughput {
+        appenders,
+        events: events_done,
+        seconds,
+        events_per_sec: events_done as f64 / seconds,
+        mb_per_sec: bytes as f64 / seconds / 1e6,
+        // Approximate: appenders answered by other commits in between count extra commits.
+        avg_batch: total / commits.load(Ordering::Relaxed).max(1) as f64,
+    })
+}
+
+pub fn run(ctx: &Context) -> anyhow::Result<SectionReport> {
+    let events = Arc::new(saved_events(1000));
+    let n = if ctx.quick { 400 } else { 3000 };
+    let duration = Duration::from_secs(if ctx.quick { 3 } else { 8 });
+
+    let dir = fresh_dir(&ctx.work_dir, "append-1")?;
+    let journal = Journal::open_with(&dir, JournalOptions::default())?;
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n + WARMUP {
+        let started = Instant::now();
+        journal.append(&events[i % events.len()])?;
+        if i >= WARMUP {
+            samples.push(started.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    journal.close()?;
+    std::fs::remove_dir_all(&dir)?;
+    let single = Summary::of(&samples).ok_or_else(|| anyhow::anyhow!("no samples"))?;
+
+    let c16 = concurrent(ctx, &events, 16, duration)?;
+    let c256 = concurrent(ctx, &events, 256, duration)?;
+
+    let v = &ctx.values;
+    v.set("append1_p50_us", single.p50);
+    v.set("append256_eps", c256.events_per_sec);
+    let floor50 = v.get("floor_p50_us");
+    let floor99 = v.get("floor_p99_us");
+    let grow50 = v.get("growing_p50_us");
+    let file_durable = v.get("seed_file_durable_ps");
+    let sql_batch = v.get("seed_sqlite_batch_ps");
+    let sql_auto = v.get("seed_sqlite_auto_ps");
+    let ceiling = v.get("ceiling_eps");
+
+    let figures = vec![
+        Figure::new(
+            "append1_p50_us",
+            "durable append, 1 appender: latency median",
+            single.p50,
+            Unit::Micros,
+        )
+        .vs(
+            "disk floor median",
+            floor50,
+            Unit::Micros,
+            RatioKind::Multiple,
+        )
+        .goal_ratio("≤ 1.2× disk floor", |r| r <= 1.2),
+        Figure::new(
+            "append1_p99_us",
+            "durable append, 1 appender: latency p99",
+            single.p99,
+            Unit::Micros,
+        )
+        .vs("disk floor p99", floor99, Unit::Micros, RatioKind::Multiple),
+        Figure::new(
+            "append1_p50_vs_growing_us",
+            "durable append, 1 appender: median vs growing-file floor",
+            single.p50,
+            Unit::Micros,
+        )
+        .vs(
+            "growing-file floor median",
+            grow50,
+            Unit::Micros,
+            RatioKind::Multiple,
+        ),
+        Figure::new(
+            "append16_eps",
+            "durable append, 16 appenders",
+            c16.events_per_sec,
+            Unit::EventsPerSec,
+        )
+        .vs(
+            "seed file, equal durability",
+            file_durable,
+            Unit::EventsPerSec,
+            RatioKind::Speedup,
+        ),
+        Figure::new(
+            "append16_mbps",
+            "durable append, 16 appenders: bandwidth",
+            c16.mb_per_sec,
+            Unit::MegabytesPerSec,
+        ),
+        Figure::new(
+            "append256_eps",
+            "durable append, 256 appenders",
+            c256.events_per_sec,
+            Unit::EventsPerSec,
+        )
+        .goal_value("≥ 500k events/s", |v| v >= 500_000.0),
+        Figure::new(
+            "append256_vs_seed_file_durable",
+            "durable append, 256 appenders vs seed file strategy",
+            c256.events_per_sec,
+            Unit::EventsPerSec,
+        )
+        .vs(
+            "seed file, equal durability",
+            file_durable,
+            Unit::EventsPerSec,
+            RatioKind::Speedup,
+        )
+        .goal_ratio("≥ 100×", |r| r >= 100.0),
+        Figure::new(
+            "append256_vs_seed_sqlite_batch100",
+            "durable append, 256 appenders vs seed SQLite batched",
+            c256.events_per_sec,
+            Unit::EventsPerSec,
+        )
+        .vs(
+            "seed SQLite, 100/tx",
+            sql_batch,
+            Unit::EventsPerSec,
+            RatioKind::Speedup,
+        )
+        .goal_ratio("≥ 5×", |r| r >= 5.0),
+        Figure::new(
+            "append256_vs_seed_sqlite_autocommit",
+            "durable append, 256 appenders vs seed SQLite autocommit",
+            c256.events_per_sec,
+            Unit::EventsPerSec,
+        )
+        .vs(
+            "seed SQLite, autocommit",
+            sql_auto,
+            Unit::EventsPerSec,
+            RatioKind::Speedup,
+        ),
+        Figure::new(
+            "append256_vs_ceiling",
+            "durable append, 256 appenders vs no-sync ceiling",
+            c256.events_per_sec,
+            Unit::EventsPerSec,
+        )
+        .vs(
+            "no-sync ceiling",
+            ceiling,
+            Unit::EventsPerSec,
+            RatioKind::Multiple,
+        ),
+        Figure::new(
+            "append256_mbps",
+            "durable append, 256 appenders: bandwidth",
+            c256.mb_per_sec,
+            Unit::MegabytesPerSec,
+        ),
+    ];
+
+    let mut md =
+        String::from("## append: durable append (default policy: fdatasync before every ack)\n\n");
+    md.push_str(&format!(
+        "1 appender, {n} appends (first {WARMUP} left out), µs: median {:.0}, p90 {:.0}, p99 {:.0}, max {:.0}.\n\n",
+        single.p50, single.p90, single.p99, single.max
+    ));
+    md.push_str("| appenders | events | seconds | events/s | MB/s | events per commit |\n|---:|---:|---:|---:|---:|---:|\n");
+    for t in [&c16, &c256] {
+        md.push_str(&format!(
+            "| {} | {} | {:.2} | {:.0} | {:.1} | {:.1} |\n",
+            t.appenders, t.events, t.seconds, t.events_per_sec, t.mb_per_sec, t.avg_batch
+        ));
+    }
+    md.push_str("\nConcurrent appenders are tokio tasks calling `append_async` (encoding on the caller), one runtime worker per core.\n");
+    let tj = |t: &Throughput| {
+        json!({
+            "appenders": t.appenders, "events": t.events, "seconds": t.seconds,
+            "events_per_sec": t.events_per_sec, "mb_per_sec": t.mb_per_sec,
+            "events_per_commit": t.avg_batch,
+        })
+    };
+    Ok(SectionReport {
+        markdown: md,
+        json: json!({
+            "single_us": single.to_json(),
+            "concurrent": [tj(&c16), tj(&c256)],
+        }),
+        figures,
+    })
+}
