@@ -157,6 +157,11 @@ proptest! {
         sqlite.apply(&envelopes).unwrap();
         files.apply(&envelopes).unwrap();
         prop_assert_eq!(memory.state(), &expected);
+        for (hash, torrent) in &expected.torrents {
+            let found = memory.get(hash);
+            prop_assert_eq!(found.as_ref(), Some(torrent));
+        }
+        prop_assert_eq!(memory.all().len(), expected.torrents.len());
         prop_assert_eq!(&sqlite.load_state().unwrap(), &expected);
         prop_assert_eq!(&files.read_view().unwrap(), &expected_files);
 

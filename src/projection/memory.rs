@@ -1,10 +1,12 @@
 //! The memory projection: the reducer's [`State`] held in memory, read through `Arc`s.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 use super::{Checkpoint, Projection, check_batch};
 use crate::error::Result;
-use crate::event::Envelope;
+use crate::event::{Envelope, Event};
 use crate::model::{InfoHash, SessionConfiguration, TorrentState};
 use crate::state::{self, State};
 
@@ -12,6 +14,41 @@ use crate::state::{self, State};
 #[derive(Debug, Clone, Default)]
 pub struct MemoryProjection {
     state: State,
+    /// The same torrents as `state.torrents`, hashed for lookups (the ordered map is kept for
+    /// ordered listings and deterministic snapshots).
+    index: HashMap<InfoHash, Arc<TorrentState>, BuildDigestHasher>,
+}
+
+/// Info hashes are cryptographic digests, already uniformly distributed: a multiply-fold of
+/// their bytes is a good and much cheaper hash than SipHash.
+#[derive(Debug, Clone, Copy, Default)]
+struct BuildDigestHasher;
+
+impl BuildHasher for BuildDigestHasher {
+    type Hasher = DigestHasher;
+
+    fn build_hasher(&self) -> DigestHasher {
+        DigestHasher(0)
+    }
+}
+
+/// See [`BuildDigestHasher`].
+#[derive(Debug, Clone, Copy)]
+struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// Size figures of the memory projection.
@@ -31,7 +68,20 @@ impl MemoryProjection {
 
     /// Starts from a known state (for example a snapshot's).
     pub fn from_state(state: State) -> Self {
-        Self { state }
+        let index = state
+            .torrents
+            .iter()
+            .map(|(hash, torrent)| (*hash, Arc::clone(torrent)))
+            .collect();
+        Self { state, index }
+    }
+
+    /// Brings the index entry of `info_hash` in line with the state.
+    fn reindex(&mut self, info_hash: &InfoHash) {
+        match self.state.torrents.get(info_hash) {
+            Some(torrent) => self.index.insert(*info_hash, Arc::clone(torrent)),
+            None => self.index.remove(info_hash),
+        };
     }
 
     /// The whole state.
@@ -41,7 +91,7 @@ impl MemoryProjection {
 
     /// One torrent, shared.
     pub fn get(&self, info_hash: &InfoHash) -> Option<Arc<TorrentState>> {
-        self.state.torrents.get(info_hash).cloned()
+        self.index.get(info_hash).cloned()
     }
 
     /// Every torrent, in info-hash order.
@@ -101,17 +151,29 @@ impl Projection for MemoryProjection {
         check_batch(self.name(), self.checkpoint(), batch)?;
         for envelope in batch {
             state::apply(&mut self.state, envelope);
+            match &envelope.event {
+                // These never add, change or remove a torrent.
+                Event::SessionConfigSaved { .. }
+                | Event::MetricsRecorded { .. }
+                | Event::MetricsPurged { .. } => {}
+                event => {
+                    for info_hash in event.info_hashes() {
+                        self.reindex(&info_hash);
+                    }
+                }
+            }
         }
+        debug_assert_eq!(self.index.len(), self.state.torrents.len());
         Ok(())
     }
 
     fn reset(&mut self) -> Result<()> {
-        self.state = State::default();
+        *self = Self::default();
         Ok(())
     }
 
     fn install(&mut self, state: &State) -> Result<()> {
-        self.state = state.clone();
+        *self = Self::from_state(state.clone());
         Ok(())
     }
 }
