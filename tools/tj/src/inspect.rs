@@ -75,10 +75,61 @@ pub fn stats(args: StatsArgs) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn verify(args: VerifyArgs) -> CmdResult {
+/// Verification with a progress bar over the segments' bytes.
+struct WithProgress<'a> {
+    report: &'a mut VerifyReport,
+    bar: indicatif::ProgressBar,
+}
+
+impl journal::verify::Visitor for WithProgress<'_> {
+    fn segment(&mut self, info: &torrent_journal::journal::SegmentInfo, bytes: u64) {
+        self.report.segment(info, bytes);
+        self.bar.inc(bytes);
+    }
+
+    fn frame(
+        &mut self,
+        info: &torrent_journal::journal::SegmentInfo,
+        offset: usize,
+        frame: &torrent_journal::journal::frame::FrameRef<'_>,
+    ) {
+        self.report.frame(info, offset, frame);
+    }
+
+    fn problem(&mut self, problem: journal::Problem, damaged: &[u8]) {
+        self.report.problem(problem, damaged);
+    }
+}
+
+pub fn verify(args: VerifyArgs, quiet: bool) -> CmdResult {
     // Fail with a usage error when DIR is not a journal at all.
-    JournalReader::open(&args.dir)?;
-    let report = journal::verify(&RealStorage, &args.dir)?;
+    let reader = JournalReader::open(&args.dir)?;
+    let mut total_bytes = 0;
+    for segment in reader.segments()? {
+        total_bytes += std::fs::metadata(&segment.path).map_or(0, |m| m.len());
+    }
+    let bar = if quiet || args.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(total_bytes)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} verifying [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let mut report = VerifyReport::default();
+    journal::verify::walk(
+        &RealStorage,
+        &args.dir,
+        &mut WithProgress {
+            report: &mut report,
+            bar: bar.clone(),
+        },
+    )?;
+    bar.finish_and_clear();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -118,7 +118,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run(args, cli.quiet),
         Command::Stats(args) => inspect::stats(args),
-        Command::Verify(args) => inspect::verify(args),
+        Command::Verify(args) => inspect::verify(args, cli.quiet),
         Command::Tail(args) => inspect::tail(args),
         Command::Replay(args) => replay::run(args, cli.quiet),
         Command::Follow(args) => follow::run(args, cli.quiet),
