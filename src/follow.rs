@@ -29,8 +29,11 @@
 //! **The tail is not damage.** A partial frame, zeros, or bytes failing their checksum at the end
 //! of the data mean "not written yet": the follower waits. They are damage — an error naming the
 //! segment, byte offset and seq, after which the stream ends — only when they cannot be a write
-//! in progress: a valid frame follows them, the durable position covers their seq, or a later
-//! segment exists (this one is sealed; the bytes are re-read after seeing that, to be sure).
+//! in progress: the durable position covers their seq, a later segment exists (this one is
+//! sealed; the bytes are re-read after seeing that, to be sure), or — when no writer publishes a
+//! durable position — a valid frame follows them. (A valid frame after them is not enough while a
+//! writer publishes: it overwrites a preallocated segment's zeros in place, and a read racing
+//! that copy may see a later page before an earlier one.)
 //!
 //! **Rotation and compaction.** At the end of a segment the follower moves to the segment whose
 //! first seq is the next seq. If compaction removed the segments holding the next seq, it loads
@@ -781,12 +784,15 @@ impl Reader {
         delivered: bool,
     ) -> Result<Step> {
         let after_seq = cursor.seq - 1;
-        // A valid frame after it: damage in the middle of the log (appends never show a later
-        // part of a write without the earlier part).
-        let valid_after = segment::find_valid_frame_after(&self.buf[..n], pos + 1, after_seq);
         // The durable position covers it: its bytes were complete before we read them.
         let covered = durable.is_some_and(|d| d >= cursor.seq);
-        if valid_after.is_some() || covered {
+        // A valid frame after it is damage in the middle of the log — unless the writer may
+        // still be writing both: it overwrites the zero padding of a preallocated segment in
+        // place, and a read racing that copy can see a later page written before an earlier
+        // one. Then only the durable position (which will cover it) or sealing decides.
+        let may_be_in_progress = durable.is_some_and(|d| d < cursor.seq);
+        let valid_after = segment::find_valid_frame_after(&self.buf[..n], pos + 1, after_seq);
+        if covered || (valid_after.is_some() && !may_be_in_progress) {
             return Err(damage_error(&cursor, &self.buf[pos..n], &damage));
         }
         let sealed = self

@@ -557,3 +557,46 @@ fn the_blocking_iterator_follows_from_a_plain_thread() {
     assert_eq!(received, writer.join().unwrap());
     journal.close().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_frame_seen_before_an_earlier_one_past_the_durable_position_waits() {
+    // The writer overwrites a preallocated segment's zeros in place, so a read racing the copy
+    // can see frame 9 complete while frame 8 is not yet. Past the published durable position
+    // that is a write in progress; once the position covers it, it is damage.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let journal = open(dir, 1 << 20);
+    for n in 1..=9 {
+        journal.append_async(&small_event(n)).await.unwrap();
+    }
+    journal.close_async().await.unwrap();
+    let frames: Vec<_> = JournalReader::open(dir)
+        .unwrap()
+        .frames(1)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let eighth = &frames[7];
+    flip(
+        &eighth.segment,
+        eighth.offset + FRAME_HEADER_BYTES as u64 + 1,
+    );
+    publish_durable(dir, 7);
+    let mut ahead = follow(
+        dir,
+        FollowOptions {
+            read_ahead: true,
+            ..FollowOptions::default()
+        },
+    );
+    assert_eq!(events_through(&mut ahead, 7).await.len(), 7);
+    assert_quiet(&mut ahead, Duration::from_millis(300)).await;
+
+    publish_durable(dir, 9);
+    match next(&mut ahead).await {
+        Err(Error::ChecksumMismatch { offset, seq, .. }) => {
+            assert_eq!((offset, seq), (eighth.offset, Some(8)));
+        }
+        other => panic!("expected a checksum mismatch, got {other:?}"),
+    }
+}

@@ -80,6 +80,11 @@ pub struct JournalOptions {
     /// A segment is sealed and a new one started once it reaches this size (a soft limit: a
     /// batch is never split across segments).
     pub segment_size_bytes: u64,
+    /// The active segment is extended with real zeros (written and synced, not `fallocate`d)
+    /// this many bytes ahead of the data, so most `fdatasync`s overwrite allocated blocks of a
+    /// file whose size does not change and flush only data, not file-system metadata. 0
+    /// disables it (the segment grows with every batch). See `docs/FORMAT.md`, "End of data".
+    pub preallocate_bytes: u64,
     /// Events whose encoding is larger are refused before anything is written.
     pub max_event_bytes: usize,
     /// When appends are acknowledged.
@@ -98,6 +103,7 @@ impl Default for JournalOptions {
     fn default() -> Self {
         Self {
             segment_size_bytes: 64 * 1024 * 1024,
+            preallocate_bytes: 1024 * 1024,
             max_event_bytes: 16 * 1024 * 1024,
             durability: Durability::EveryBatch,
             queue_capacity: 4096,

@@ -2,8 +2,9 @@
 //!
 //! Every frame's checksum is verified. At the end of the last segment, an incomplete or torn
 //! frame with nothing valid after it ends the iteration quietly: a writer may be in the middle of
-//! writing it (or a crash cut it and the next writer will truncate it). Damage anywhere else is
-//! an error naming segment, offset and seq.
+//! writing it (or a crash cut it and the next writer will truncate it); so does any damage past
+//! the durable position a live writer publishes. Damage anywhere else is an error naming
+//! segment, offset and seq.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -95,6 +96,7 @@ impl JournalReader {
         for info in segments.iter().rev() {
             let last = Frames {
                 storage: Arc::clone(&self.storage),
+                store_dir: self.dir.clone(),
                 segments: vec![info.clone()],
                 index: 0,
                 from_seq: info.first_seq,
@@ -129,6 +131,7 @@ impl JournalReader {
             .unwrap_or(0);
         Ok(Frames {
             storage: Arc::clone(&self.storage),
+            store_dir: self.dir.clone(),
             segments,
             index: start,
             from_seq,
@@ -157,6 +160,7 @@ struct Loaded {
 #[derive(Debug)]
 pub struct Frames {
     storage: Arc<dyn Storage>,
+    store_dir: PathBuf,
     segments: Vec<SegmentInfo>,
     index: usize,
     from_seq: u64,
@@ -223,9 +227,24 @@ impl Frames {
         }
         let stop = scan.stop().cloned().expect("a finished scan has a stop");
         let last_seq = loaded.expected_seq - 1;
-        match recovery::judge(&loaded.path, &loaded.bytes, &stop, is_last, last_seq)? {
-            Ending::Clean { .. } | Ending::TornTail { .. } => Ok(None),
+        let next_seq = loaded.expected_seq;
+        match recovery::judge(&loaded.path, &loaded.bytes, &stop, is_last, last_seq) {
+            Ok(Ending::Clean { .. } | Ending::TornTail { .. }) => Ok(None),
+            Err(err) if is_last && self.not_yet_durable(next_seq)? => {
+                // The writer overwrites a preallocated segment's zeros in place; a read racing
+                // that copy can see a later frame before an earlier one is complete. Past the
+                // published durable position that is a write in progress, not damage.
+                tracing::debug!(error = %err, "unfinished write at the tail; stopping there");
+                Ok(None)
+            }
+            Err(err) => Err(err),
         }
+    }
+
+    /// Whether a writer has published a durable position below `seq`.
+    fn not_yet_durable(&self, seq: u64) -> Result<bool> {
+        let position = super::durable::read(&*self.storage, &self.store_dir)?;
+        Ok(position.is_some_and(|p| p.seq < seq))
     }
 
     fn advance(&mut self) -> Result<Option<RawFrame>> {

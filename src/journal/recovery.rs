@@ -234,11 +234,18 @@ fn cut_torn_header(storage: &dyn Storage, info: &SegmentInfo) -> Result<bool> {
     Ok(true)
 }
 
-/// Saves `buf[offset..]` to `<segment>.broken` durably, then truncates the segment to `offset`.
+/// Saves `buf[offset..]` (without trailing zero padding) to `<segment>.broken` durably, then
+/// truncates the segment to `offset`.
 fn cut_torn_tail(storage: &dyn Storage, path: &Path, buf: &[u8], offset: usize) -> Result<()> {
-    let cut_bytes = buf.len() - offset;
+    // Zeros after the last non-zero byte are the writer's preallocation, not part of the write.
+    let damaged_end = buf
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(offset, |last| (last + 1).max(offset));
+    let cut_bytes = damaged_end - offset;
     let broken = free_broken_path(storage, path);
-    storage::write_atomic(storage, &broken, &buf[offset..]).ctx("save torn tail", &broken)?;
+    storage::write_atomic(storage, &broken, &buf[offset..damaged_end])
+        .ctx("save torn tail", &broken)?;
     let mut file = storage.open_append(path).ctx("open", path)?;
     file.set_len(offset as u64).ctx("truncate", path)?;
     file.sync_data().ctx("fdatasync", path)?;

@@ -116,10 +116,14 @@ pub(crate) struct Writer {
     journal_dir: PathBuf,
     durability: Durability,
     segment_size_bytes: u64,
+    preallocate_bytes: u64,
     max_batch_bytes: usize,
     file: Box<dyn StorageFile>,
     active_path: PathBuf,
+    /// Where the active segment's data ends (the next frame goes here).
     active_len_bytes: u64,
+    /// The active segment's file length: data plus the zero padding written ahead of it.
+    allocated_len_bytes: u64,
     next_seq: u64,
     last_at_unix_nanos: i64,
     /// Seq of the last event whose bytes were written but not yet synced (0 if none).
@@ -173,10 +177,13 @@ impl Writer {
             journal_dir,
             durability: options.durability,
             segment_size_bytes: options.segment_size_bytes,
+            preallocate_bytes: options.preallocate_bytes,
             max_batch_bytes: options.max_batch_bytes,
             file,
             active_path,
             active_len_bytes,
+            // Recovery and `create_segment` leave no padding: the file ends with the data.
+            allocated_len_bytes: active_len_bytes,
             next_seq: position.next_seq,
             last_at_unix_nanos: position.last_at_unix_nanos,
             unsynced_through: 0,
@@ -221,7 +228,7 @@ impl Writer {
             }
             self.maybe_interval_sync();
         }
-        let result = self.sync_pending();
+        let result = self.sync_pending().and_then(|()| self.trim_padding());
         if let Some(reply) = shutdown {
             let _ = reply.send(result);
         }
@@ -268,19 +275,25 @@ impl Writer {
             frame::encode(&mut self.buf, seq, at.as_unix_nanos(), payload);
             seq += 1;
         }
+        let data_len_bytes = self.buf.len() as u64;
         let span = info_span!(
             "commit",
             events = seq - self.next_seq,
-            bytes = self.buf.len()
+            bytes = data_len_bytes
         );
         let _entered = span.enter();
+        let padding_bytes = self.padding_for(self.active_len_bytes + data_len_bytes);
+        self.buf.resize(self.buf.len() + padding_bytes as usize, 0);
         self.file
-            .write_all(&self.buf)
+            .write_all_at(self.active_len_bytes, &self.buf)
             .ctx("write", &self.active_path)?;
-        self.active_len_bytes += self.buf.len() as u64;
+        self.active_len_bytes += data_len_bytes;
+        self.allocated_len_bytes = self
+            .allocated_len_bytes
+            .max(self.active_len_bytes + padding_bytes);
         self.status
             .bytes_written
-            .fetch_add(self.buf.len() as u64, Ordering::AcqRel);
+            .fetch_add(data_len_bytes, Ordering::AcqRel);
         self.next_seq = seq;
         self.last_at_unix_nanos = at.as_unix_nanos();
         self.unsynced_through = seq - 1;
@@ -292,6 +305,33 @@ impl Writer {
             elapsed_us = started.elapsed().as_micros() as u64,
             "committed"
         );
+        Ok(())
+    }
+
+    /// Zeros to write after data ending at `data_end_bytes` so the file stays allocated ahead of
+    /// the data. Only when the data would pass the allocated end: then the file grows once by
+    /// `preallocate_bytes` (never past the segment size), and the next batches overwrite blocks
+    /// that are already allocated, so their `fdatasync` need not commit file-system metadata.
+    fn padding_for(&self, data_end_bytes: u64) -> u64 {
+        if self.preallocate_bytes == 0 || data_end_bytes <= self.allocated_len_bytes {
+            return 0;
+        }
+        let target = (data_end_bytes + self.preallocate_bytes).min(self.segment_size_bytes);
+        target.saturating_sub(data_end_bytes)
+    }
+
+    /// Cuts the zero padding off the active segment, durably, so a sealed or cleanly closed
+    /// segment ends exactly with its last frame. Skipped when poisoned: the file is then left
+    /// for recovery to judge.
+    fn trim_padding(&mut self) -> Result<()> {
+        if self.allocated_len_bytes <= self.active_len_bytes || self.poisoned.is_some() {
+            return Ok(());
+        }
+        self.file
+            .set_len(self.active_len_bytes)
+            .ctx("truncate", &self.active_path)?;
+        self.file.sync_data().ctx("fdatasync", &self.active_path)?;
+        self.allocated_len_bytes = self.active_len_bytes;
         Ok(())
     }
 
@@ -361,6 +401,7 @@ impl Writer {
     /// Seals the active segment (durably) and starts a new one at `next_seq`.
     fn rotate(&mut self) -> Result<()> {
         self.sync_pending()?;
+        self.trim_padding()?;
         let created = self.clock.now().as_unix_nanos();
         let (file, path) =
             create_segment(&*self.storage, &self.journal_dir, self.next_seq, created)?;
@@ -368,6 +409,7 @@ impl Writer {
         self.file = file;
         self.active_path = path;
         self.active_len_bytes = SEGMENT_HEADER_BYTES as u64;
+        self.allocated_len_bytes = self.active_len_bytes;
         Ok(())
     }
 }

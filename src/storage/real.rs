@@ -87,7 +87,10 @@ impl Storage for RealStorage {
     }
 
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
-        let file = OpenOptions::new().append(true).open(path)?;
+        // Not `O_APPEND`: under it Linux `pwrite` ignores the offset, and the journal writer
+        // overwrites the zero padding of a preallocated segment in place.
+        let mut file = OpenOptions::new().write(true).open(path)?;
+        file.seek(SeekFrom::End(0))?;
         Ok(Box::new(RealFile { file }))
     }
 

@@ -45,10 +45,11 @@ pub struct Fault {
     pub persistent: bool,
 }
 
-/// What a crash leaves in the unsynced tail of a file.
+/// What a crash leaves of the bytes written to a file since its last sync (appended, or
+/// overwriting synced bytes in place, as in a preallocated segment).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrashFill {
-    /// Unsynced bytes are gone.
+    /// Unsynced bytes are gone: appended ones cut, overwritten ones back to their synced value.
     Drop,
     /// Unsynced bytes read back as zeros (the file kept its length).
     Zeros,
@@ -60,6 +61,25 @@ pub enum CrashFill {
 struct FileData {
     current: Vec<u8>,
     durable: Vec<u8>,
+    /// The span written since the last sync (overwrites in place included), if any.
+    unsynced: Option<std::ops::Range<usize>>,
+}
+
+impl FileData {
+    fn synced(bytes: Vec<u8>) -> Self {
+        Self {
+            current: bytes.clone(),
+            durable: bytes,
+            unsynced: None,
+        }
+    }
+
+    fn wrote(&mut self, span: std::ops::Range<usize>) {
+        self.unsynced = Some(match self.unsynced.take() {
+            Some(old) => old.start.min(span.start)..old.end.max(span.end),
+            None => span,
+        });
+    }
 }
 
 #[derive(Debug, Default)]
@@ -127,13 +147,7 @@ impl SimStorage {
             let bytes = crashed_bytes(data, fill, *id);
             image.names.insert(path.clone(), *id);
             image.durable_names.insert(path.clone(), *id);
-            image.contents.insert(
-                *id,
-                FileData {
-                    current: bytes.clone(),
-                    durable: bytes,
-                },
-            );
+            image.contents.insert(*id, FileData::synced(bytes));
         }
         SimStorage {
             state: Arc::new(Mutex::new(image)),
@@ -164,34 +178,44 @@ impl SimStorage {
                 id
             }
         };
-        state.contents.insert(
-            id,
-            FileData {
-                current: bytes.clone(),
-                durable: bytes,
-            },
-        );
+        state.contents.insert(id, FileData::synced(bytes));
     }
 }
 
 fn crashed_bytes(data: &FileData, fill: CrashFill, id: u64) -> Vec<u8> {
+    let Some(unsynced) = unsynced_range(data) else {
+        return data.durable.clone();
+    };
     let mut bytes = data.durable.clone();
-    let unsynced_len = data.current.len().saturating_sub(bytes.len());
     match fill {
-        CrashFill::Drop => {}
-        CrashFill::Zeros => bytes.resize(bytes.len() + unsynced_len, 0),
-        CrashFill::Garbage(seed) => {
-            let mut x = seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-            for _ in 0..unsynced_len {
-                // xorshift64: deterministic, dependency-free garbage.
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                bytes.push(x as u8);
-            }
+        // What was durable survives; bytes only written are lost (appended ones entirely,
+        // overwritten ones revert to their synced contents).
+        CrashFill::Drop => return bytes,
+        CrashFill::Zeros | CrashFill::Garbage(_) => bytes.resize(bytes.len().max(unsynced.end), 0),
+    }
+    if let CrashFill::Garbage(seed) = fill {
+        let mut x = seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        for byte in &mut bytes[unsynced.clone()] {
+            // xorshift64: deterministic, dependency-free garbage.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *byte = x as u8;
         }
+    } else {
+        bytes[unsynced].fill(0);
     }
     bytes
+}
+
+/// The bytes written since the last sync, and any the file grew by.
+fn unsynced_range(data: &FileData) -> Option<std::ops::Range<usize>> {
+    let grown =
+        (data.current.len() > data.durable.len()).then_some(data.durable.len()..data.current.len());
+    match (data.unsynced.clone(), grown) {
+        (Some(written), Some(grown)) => Some(written.start.min(grown.start)..grown.end),
+        (written, grown) => written.or(grown),
+    }
 }
 
 impl SimState {
@@ -282,17 +306,26 @@ impl StorageFile for SimFile {
                 data.current.resize(end, 0);
             }
             data.current[start..end].copy_from_slice(buf);
+            data.wrote(start..end);
         })
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
-        self.with(OpKind::Sync, |data| data.durable = data.current.clone())
+        self.with(OpKind::Sync, |data| {
+            data.durable = data.current.clone();
+            data.unsynced = None;
+        })
     }
 
     fn set_len(&mut self, len_bytes: u64) -> io::Result<()> {
         let len = usize::try_from(len_bytes).map_err(io::Error::other)?;
         self.with(OpKind::SetLen, |data| {
             data.current.resize(len, 0);
+            data.unsynced = data
+                .unsynced
+                .take()
+                .map(|span| span.start.min(len)..span.end.min(len))
+                .filter(|span| !span.is_empty());
             // Shrinking is a metadata change the simulator treats as durable at once, so a
             // crash never resurrects bytes a recovery truncated away.
             data.durable.truncate(len);

@@ -4,6 +4,8 @@
 //! * 1 appender: `Journal::append` one event at a time; latency per append vs the disk floor.
 //! * 16 and 256 concurrent appenders: tokio tasks on a multi-threaded runtime (one worker per
 //!   core) each looping `append_async` for a fixed time; events/s and MB/s of frames.
+//! * Diagnostics: 1 and 256 appenders again with segment preallocation off
+//!   (`preallocate_bytes: 0`, the segment grows with every batch), to show what it buys.
 //!
 //! Events are `TorrentSaved` with ~1.2 KB realistic states (1000 distinct, cycled).
 
@@ -38,9 +40,10 @@ fn concurrent(
     events: &Arc<Vec<Event>>,
     appenders: usize,
     duration: Duration,
+    options: &JournalOptions,
 ) -> anyhow::Result<Throughput> {
     let dir = fresh_dir(&ctx.work_dir, &format!("append-{appenders}"))?;
-    let journal = Journal::open_with(&dir, JournalOptions::default())?;
+    let journal = Journal::open_with(&dir, options.clone())?;
     let rt = runtime()?;
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
@@ -104,13 +107,24 @@ fn concurrent(
     })
 }
 
-pub fn run(ctx: &Context) -> anyhow::Result<SectionReport> {
-    let events = Arc::new(saved_events(1000));
-    let n = if ctx.quick { 400 } else { 3000 };
-    let duration = Duration::from_secs(if ctx.quick { 3 } else { 8 });
+/// The library's defaults, with `--preallocate-bytes` applied.
+fn journal_options(ctx: &Context) -> JournalOptions {
+    let defaults = JournalOptions::default();
+    JournalOptions {
+        preallocate_bytes: ctx.preallocate_bytes.unwrap_or(defaults.preallocate_bytes),
+        ..defaults
+    }
+}
 
+/// One appender, one event per append; latencies in µs.
+fn single_appender(
+    ctx: &Context,
+    events: &[Event],
+    n: usize,
+    options: &JournalOptions,
+) -> anyhow::Result<Summary> {
     let dir = fresh_dir(&ctx.work_dir, "append-1")?;
-    let journal = Journal::open_with(&dir, JournalOptions::default())?;
+    let journal = Journal::open_with(&dir, options.clone())?;
     let mut samples = Vec::with_capacity(n);
     for i in 0..n + WARMUP {
         let started = Instant::now();
@@ -121,10 +135,24 @@ pub fn run(ctx: &Context) -> anyhow::Result<SectionReport> {
     }
     journal.close()?;
     std::fs::remove_dir_all(&dir)?;
-    let single = Summary::of(&samples).ok_or_else(|| anyhow::anyhow!("no samples"))?;
+    Summary::of(&samples).ok_or_else(|| anyhow::anyhow!("no samples"))
+}
 
-    let c16 = concurrent(ctx, &events, 16, duration)?;
-    let c256 = concurrent(ctx, &events, 256, duration)?;
+pub fn run(ctx: &Context) -> anyhow::Result<SectionReport> {
+    let events = Arc::new(saved_events(1000));
+    let n = if ctx.quick { 400 } else { 3000 };
+    let duration = Duration::from_secs(if ctx.quick { 3 } else { 8 });
+
+    let options = journal_options(ctx);
+    let growing = JournalOptions {
+        preallocate_bytes: 0,
+        ..journal_options(ctx)
+    };
+    let single = single_appender(ctx, &events, n, &options)?;
+    let single_growing = single_appender(ctx, &events, n, &growing)?;
+    let c16 = concurrent(ctx, &events, 16, duration, &options)?;
+    let c256 = concurrent(ctx, &events, 256, duration, &options)?;
+    let c256_growing = concurrent(ctx, &events, 256, duration, &growing)?;
 
     let v = &ctx.values;
     v.set("append1_p50_us", single.p50);
@@ -167,6 +195,18 @@ pub fn run(ctx: &Context) -> anyhow::Result<SectionReport> {
         .vs(
             "growing-file floor median",
             grow50,
+            Unit::Micros,
+            RatioKind::Multiple,
+        ),
+        Figure::new(
+            "append1_growing_p50_us",
+            "durable append, 1 appender, preallocation off (diagnostic): median",
+            single_growing.p50,
+            Unit::Micros,
+        )
+        .vs(
+            "with preallocation",
+            Some(single.p50),
             Unit::Micros,
             RatioKind::Multiple,
         ),
@@ -246,6 +286,18 @@ pub fn run(ctx: &Context) -> anyhow::Result<SectionReport> {
             RatioKind::Multiple,
         ),
         Figure::new(
+            "append256_growing_eps",
+            "durable append, 256 appenders, preallocation off (diagnostic)",
+            c256_growing.events_per_sec,
+            Unit::EventsPerSec,
+        )
+        .vs(
+            "with preallocation",
+            Some(c256.events_per_sec),
+            Unit::EventsPerSec,
+            RatioKind::Multiple,
+        ),
+        Figure::new(
             "append256_mbps",
             "durable append, 256 appenders: bandwidth",
             c256.mb_per_sec,
@@ -259,10 +311,18 @@ pub fn run(ctx: &Context) -> anyhow::Result<SectionReport> {
         "1 appender, {n} appends (first {WARMUP} left out), µs: median {:.0}, p90 {:.0}, p99 {:.0}, max {:.0}.\n\n",
         single.p50, single.p90, single.p99, single.max
     ));
-    md.push_str("| appenders | events | seconds | events/s | MB/s | events per commit |\n|---:|---:|---:|---:|---:|---:|\n");
-    for t in [&c16, &c256] {
+    md.push_str(&format!(
+        "Same, preallocation off (the segment grows with every batch), µs: median {:.0}, p90 {:.0}, p99 {:.0}, max {:.0}.\n\n",
+        single_growing.p50, single_growing.p90, single_growing.p99, single_growing.max
+    ));
+    md.push_str("| appenders | segment | events | seconds | events/s | MB/s | events per commit |\n|---:|---|---:|---:|---:|---:|---:|\n");
+    for (t, segment) in [
+        (&c16, "preallocated"),
+        (&c256, "preallocated"),
+        (&c256_growing, "growing"),
+    ] {
         md.push_str(&format!(
-            "| {} | {} | {:.2} | {:.0} | {:.1} | {:.1} |\n",
+            "| {} | {segment} | {} | {:.2} | {:.0} | {:.1} | {:.1} |\n",
             t.appenders, t.events, t.seconds, t.events_per_sec, t.mb_per_sec, t.avg_batch
         ));
     }
@@ -278,7 +338,9 @@ pub fn run(ctx: &Context) -> anyhow::Result<SectionReport> {
         markdown: md,
         json: json!({
             "single_us": single.to_json(),
+            "single_preallocation_off_us": single_growing.to_json(),
             "concurrent": [tj(&c16), tj(&c256)],
+            "concurrent_preallocation_off": [tj(&c256_growing)],
         }),
         figures,
     })

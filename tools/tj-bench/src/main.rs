@@ -53,6 +53,10 @@ struct Cli {
     /// Keep the benchmark files instead of removing them at the end.
     #[arg(long)]
     keep: bool,
+    /// Journal segment preallocation for the append section (default: the library's default;
+    /// 0 turns it off, to compare).
+    #[arg(long, value_name = "BYTES")]
+    preallocate_bytes: Option<u64>,
     #[command(subcommand)]
     child: Option<Internal>,
 }
@@ -89,6 +93,8 @@ pub struct Context {
     pub values: Values,
     /// When the run started (for progress lines).
     pub started: Instant,
+    /// `--preallocate-bytes`, if given.
+    pub preallocate_bytes: Option<u64>,
 }
 
 /// What a section reports.
@@ -198,6 +204,7 @@ fn main() -> anyhow::Result<()> {
         exe: std::env::current_exe().context("find this binary")?,
         values: Values::default(),
         started: Instant::now(),
+        preallocate_bytes: cli.preallocate_bytes,
     };
     let (events, torrents) = replay::scale(cli.quick);
     println!(
