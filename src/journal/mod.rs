@@ -83,7 +83,9 @@ pub struct JournalOptions {
     /// The active segment is extended with real zeros (written and synced, not `fallocate`d)
     /// this many bytes ahead of the data, so most `fdatasync`s overwrite allocated blocks of a
     /// file whose size does not change and flush only data, not file-system metadata. 0
-    /// disables it (the segment grows with every batch). See `docs/FORMAT.md`, "End of data".
+    /// disables it (the segment grows with every batch). Only batches up to 1/32 of it extend the
+    /// padding: for large batches the zeros cost more to flush than the metadata commit they
+    /// save. See `docs/FORMAT.md`, "Preallocation".
     pub preallocate_bytes: u64,
     /// Events whose encoding is larger are refused before anything is written.
     pub max_event_bytes: usize,

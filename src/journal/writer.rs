@@ -24,6 +24,10 @@ use crate::event::{Envelope, Event};
 use crate::model::{Clock, Timestamp};
 use crate::storage::{self, LockGuard, Storage, StorageFile};
 
+/// Batches larger than `preallocate_bytes / PREALLOCATE_BATCH_DIVISOR` (32 KiB at the default
+/// 1 MiB) grow the segment instead of zero-filling ahead (see `Writer::padding_for`).
+const PREALLOCATE_BATCH_DIVISOR: u64 = 32;
+
 /// What an appender gets back once its events are committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Receipt {
@@ -82,6 +86,8 @@ pub struct WriterStatus {
     last_seq: AtomicU64,
     durable_seq: AtomicU64,
     bytes_written: AtomicU64,
+    batches_written: AtomicU64,
+    syncs: AtomicU64,
 }
 
 impl WriterStatus {
@@ -93,6 +99,16 @@ impl WriterStatus {
     /// Frame bytes this writer has written since it opened.
     pub fn bytes_written(&self) -> u64 {
         self.bytes_written.load(Ordering::Acquire)
+    }
+
+    /// Batches (one `write` each, the group commits) this writer has written since it opened.
+    pub fn batches_written(&self) -> u64 {
+        self.batches_written.load(Ordering::Acquire)
+    }
+
+    /// `fdatasync`s of the active segment this writer has completed since it opened.
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Acquire)
     }
 
     /// Seq of the last event known durable (0 if none).
@@ -282,7 +298,7 @@ impl Writer {
             bytes = data_len_bytes
         );
         let _entered = span.enter();
-        let padding_bytes = self.padding_for(self.active_len_bytes + data_len_bytes);
+        let padding_bytes = self.padding_for(self.active_len_bytes, data_len_bytes);
         self.buf.resize(self.buf.len() + padding_bytes as usize, 0);
         self.file
             .write_all_at(self.active_len_bytes, &self.buf)
@@ -294,6 +310,7 @@ impl Writer {
         self.status
             .bytes_written
             .fetch_add(data_len_bytes, Ordering::AcqRel);
+        self.status.batches_written.fetch_add(1, Ordering::AcqRel);
         self.next_seq = seq;
         self.last_at_unix_nanos = at.as_unix_nanos();
         self.unsynced_through = seq - 1;
@@ -308,12 +325,20 @@ impl Writer {
         Ok(())
     }
 
-    /// Zeros to write after data ending at `data_end_bytes` so the file stays allocated ahead of
-    /// the data. Only when the data would pass the allocated end: then the file grows once by
-    /// `preallocate_bytes` (never past the segment size), and the next batches overwrite blocks
-    /// that are already allocated, so their `fdatasync` need not commit file-system metadata.
-    fn padding_for(&self, data_end_bytes: u64) -> u64 {
-        if self.preallocate_bytes == 0 || data_end_bytes <= self.allocated_len_bytes {
+    /// Zeros to write after a batch of `batch_bytes` at `offset` so the file stays allocated
+    /// ahead of the data. Only when the batch would pass the allocated end: then the file grows
+    /// once by `preallocate_bytes` (never past the segment size), and the next batches overwrite
+    /// blocks that are already allocated, so their `fdatasync` need not commit file-system
+    /// metadata.
+    ///
+    /// Why only for small batches: growing the file costs each `fdatasync` a roughly fixed
+    /// metadata commit (~40 µs measured), while zero-filling costs every byte a second write.
+    /// Per batch of B bytes that is B zero bytes to flush against one metadata commit, so
+    /// zeros pay only while B is small; large batches (many concurrent appenders) just grow.
+    fn padding_for(&self, offset: u64, batch_bytes: u64) -> u64 {
+        let data_end_bytes = offset + batch_bytes;
+        let small_batch = batch_bytes <= self.preallocate_bytes / PREALLOCATE_BATCH_DIVISOR;
+        if !small_batch || data_end_bytes <= self.allocated_len_bytes {
             return 0;
         }
         let target = (data_end_bytes + self.preallocate_bytes).min(self.segment_size_bytes);
@@ -341,6 +366,7 @@ impl Writer {
             return Ok(());
         }
         self.file.sync_data().ctx("fdatasync", &self.active_path)?;
+        self.status.syncs.fetch_add(1, Ordering::AcqRel);
         self.status
             .durable_seq
             .store(self.unsynced_through, Ordering::Release);
