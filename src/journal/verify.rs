@@ -3,6 +3,11 @@
 //! Unlike recovery, verification never stops at the first problem and never repairs: after
 //! damage it resynchronizes on the next valid frame and keeps going, so one report lists every
 //! damaged region with its segment, byte offset and seq.
+//!
+//! It needs no lock, but against a live writer the last segment's bytes past the published
+//! durable position may be a write in progress (the writer overwrites preallocated zeros in
+//! place), and may be reported as a torn tail or a damaged frame; verify a closed journal for a
+//! verdict.
 
 use std::path::{Path, PathBuf};
 

@@ -19,6 +19,7 @@ use torrent_journal::{Journal, JournalOptions};
 
 use crate::common::{fresh_dir, runtime, saved_events};
 use crate::figures::{Figure, RatioKind, Unit};
+use crate::floor::FloorProbe;
 use crate::stats::Summary;
 use crate::{Context, SectionReport};
 
@@ -105,26 +106,62 @@ fn journal_options(ctx: &Context) -> JournalOptions {
     }
 }
 
-/// One appender, one event per append; latencies in µs.
-fn single_appender(
-    ctx: &Context,
-    events: &[Event],
-    n: usize,
-    options: &JournalOptions,
-) -> anyhow::Result<Summary> {
+/// Latencies (µs) of one appender (one event per `append`), with and without preallocation,
+/// and of the disk floor, sampled in interleaved rounds of [`ROUND`] so all three see the same
+/// disk: this VM's `fdatasync` latency switches modes (~60 µs ↔ ~4 ms) for seconds at a time,
+/// which would otherwise decide a ratio of numbers taken a few seconds apart.
+struct Single {
+    floor: Summary,
+    preallocated: Summary,
+    growing: Summary,
+}
+
+const ROUND: usize = 20;
+
+fn single_appenders(ctx: &Context, events: &[Event], n: usize) -> anyhow::Result<Single> {
     let dir = fresh_dir(&ctx.work_dir, "append-1")?;
-    let journal = Journal::open_with(&dir, options.clone())?;
-    let mut samples = Vec::with_capacity(n);
-    for i in 0..n + WARMUP {
-        let started = Instant::now();
-        journal.append(&events[i % events.len()])?;
-        if i >= WARMUP {
-            samples.push(started.elapsed().as_secs_f64() * 1e6);
+    let rounds = (n + WARMUP).div_ceil(ROUND);
+    let mut probe = FloorProbe::create(&dir.join("floor.dat"), rounds * ROUND)?;
+    let growing_options = JournalOptions {
+        preallocate_bytes: 0,
+        ..journal_options(ctx)
+    };
+    let journals = [
+        Journal::open_with(dir.join("preallocated"), journal_options(ctx))?,
+        Journal::open_with(dir.join("growing"), growing_options)?,
+    ];
+    let mut floor = Vec::with_capacity(n);
+    let mut samples = [Vec::with_capacity(n), Vec::with_capacity(n)];
+    let mut i = 0;
+    for round in 0..rounds {
+        let measured = round * ROUND >= WARMUP;
+        for _ in 0..ROUND {
+            let sample = probe.sample()?;
+            if measured {
+                floor.push(sample);
+            }
+        }
+        for (journal, samples) in journals.iter().zip(&mut samples) {
+            for _ in 0..ROUND {
+                let started = Instant::now();
+                journal.append(&events[i % events.len()])?;
+                i += 1;
+                if measured {
+                    samples.push(started.elapsed().as_secs_f64() * 1e6);
+                }
+            }
         }
     }
-    journal.close()?;
+    for journal in journals {
+        journal.close()?;
+    }
     std::fs::remove_dir_all(&dir)?;
-    Summary::of(&samples).ok_or_else(|| anyhow::anyhow!("no samples"))
+    let summary = |s: &[f64]| Summary::of(s).ok_or_else(|| anyhow::anyhow!("no samples"));
+    Ok(Single {
+        floor: summary(&floor)?,
+        preallocated: summary(&samples[0])?,
+        growing: summary(&samples[1])?,
+    })
 }
 
 pub fn run(ctx: &Context) -> anyhow::Result<SectionReport> {
@@ -137,8 +174,11 @@ pub fn run(ctx: &Context) -> anyhow::Result<SectionReport> {
         preallocate_bytes: 0,
         ..journal_options(ctx)
     };
-    let single = single_appender(ctx, &events, n, &options)?;
-    let single_growing = single_appender(ctx, &events, n, &growing)?;
+    let Single {
+        floor: floor_interleaved,
+        preallocated: single,
+        growing: single_growing,
+    } = single_appenders(ctx, &events, n)?;
     let c16 = concurrent(ctx, &events, 16, duration, &options)?;
     let c256 = concurrent(ctx, &events, 256, duration, &options)?;
     let c256_growing = concurrent(ctx, &events, 256, duration, &growing)?;
@@ -146,8 +186,8 @@ pub fn run(ctx: &Context) -> anyhow::Result<SectionReport> {
     let v = &ctx.values;
     v.set("append1_p50_us", single.p50);
     v.set("append256_eps", c256.events_per_sec);
-    let floor50 = v.get("floor_p50_us");
-    let floor99 = v.get("floor_p99_us");
+    let floor50 = Some(floor_interleaved.p50);
+    let floor99 = Some(floor_interleaved.p99);
     let grow50 = v.get("growing_p50_us");
     let file_durable = v.get("seed_file_durable_ps");
     let sql_batch = v.get("seed_sqlite_batch_ps");
@@ -156,13 +196,25 @@ pub fn run(ctx: &Context) -> anyhow::Result<SectionReport> {
 
     let figures = vec![
         Figure::new(
+            "append_floor_p50_us",
+            "disk floor, sampled between the appends: median",
+            floor_interleaved.p50,
+            Unit::Micros,
+        ),
+        Figure::new(
+            "append_floor_p99_us",
+            "disk floor, sampled between the appends: p99",
+            floor_interleaved.p99,
+            Unit::Micros,
+        ),
+        Figure::new(
             "append1_p50_us",
             "durable append, 1 appender: latency median",
             single.p50,
             Unit::Micros,
         )
         .vs(
-            "disk floor median",
+            "disk floor median (interleaved)",
             floor50,
             Unit::Micros,
             RatioKind::Multiple,
@@ -174,7 +226,12 @@ pub fn run(ctx: &Context) -> anyhow::Result<SectionReport> {
             single.p99,
             Unit::Micros,
         )
-        .vs("disk floor p99", floor99, Unit::Micros, RatioKind::Multiple),
+        .vs(
+            "disk floor p99 (interleaved)",
+            floor99,
+            Unit::Micros,
+            RatioKind::Multiple,
+        ),
         Figure::new(
             "append1_p50_vs_growing_us",
             "durable append, 1 appender: median vs growing-file floor",
@@ -297,12 +354,19 @@ pub fn run(ctx: &Context) -> anyhow::Result<SectionReport> {
     let mut md =
         String::from("## append: durable append (default policy: fdatasync before every ack)\n\n");
     md.push_str(&format!(
-        "1 appender, {n} appends (first {WARMUP} left out), µs: median {:.0}, p90 {:.0}, p99 {:.0}, max {:.0}.\n\n",
+        "1 appender, {n} appends (first {WARMUP} left out) in rounds of {ROUND} between rounds of the disk floor and of preallocation off, µs: median {:.0}, p90 {:.0}, p99 {:.0}, max {:.0}.\n\n",
         single.p50, single.p90, single.p99, single.max
     ));
     md.push_str(&format!(
-        "Same, preallocation off (the segment grows with every batch), µs: median {:.0}, p90 {:.0}, p99 {:.0}, max {:.0}.\n\n",
-        single_growing.p50, single_growing.p90, single_growing.p99, single_growing.max
+        "Disk floor in the same rounds, µs: median {:.0}, p90 {:.0}, p99 {:.0}, max {:.0}.\n\nPreallocation off (the segment grows with every batch), µs: median {:.0}, p90 {:.0}, p99 {:.0}, max {:.0}.\n\n",
+        floor_interleaved.p50,
+        floor_interleaved.p90,
+        floor_interleaved.p99,
+        floor_interleaved.max,
+        single_growing.p50,
+        single_growing.p90,
+        single_growing.p99,
+        single_growing.max
     ));
     md.push_str("| appenders | segment | events | seconds | events/s | MB/s | events per commit |\n|---:|---|---:|---:|---:|---:|---:|\n");
     for (t, segment) in [
@@ -328,6 +392,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<SectionReport> {
         json: json!({
             "single_us": single.to_json(),
             "single_preallocation_off_us": single_growing.to_json(),
+            "floor_interleaved_us": floor_interleaved.to_json(),
             "concurrent": [tj(&c16), tj(&c256)],
             "concurrent_preallocation_off": [tj(&c256_growing)],
         }),

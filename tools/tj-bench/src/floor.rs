@@ -31,16 +31,62 @@ fn iterations(ctx: &Context) -> usize {
     if ctx.quick { 400 } else { 3000 }
 }
 
+/// The disk floor as a probe: a file of zero-filled, synced 4 KiB blocks; each sample
+/// overwrites the next block and `fdatasync`s. Other sections interleave its samples with their
+/// own, so both see the same disk.
+pub struct FloorProbe {
+    file: File,
+    blocks: usize,
+    next_block: usize,
+    block: Vec<u8>,
+}
+
+impl FloorProbe {
+    /// Creates `path` with `blocks` blocks of real zeros (not `fallocate`: unwritten extents
+    /// would make the first write of each block a metadata change), durably.
+    pub fn create(path: &std::path::Path, blocks: usize) -> anyhow::Result<Self> {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(path)?;
+        let zeros = vec![0u8; 1 << 20];
+        let total = blocks * BLOCK;
+        let mut written = 0;
+        while written < total {
+            let len = zeros.len().min(total - written);
+            file.write_all_at(&zeros[..len], written as u64)?;
+            written += len;
+        }
+        file.sync_all()?;
+        Ok(Self {
+            file,
+            blocks,
+            next_block: 0,
+            block: vec![0xa5u8; BLOCK],
+        })
+    }
+
+    /// One `pwrite` 4 KiB + `fdatasync`, in µs.
+    pub fn sample(&mut self) -> anyhow::Result<f64> {
+        anyhow::ensure!(self.next_block < self.blocks, "floor probe file exhausted");
+        let started = Instant::now();
+        self.file
+            .write_all_at(&self.block, (self.next_block * BLOCK) as u64)?;
+        self.file.sync_data()?;
+        self.next_block += 1;
+        Ok(started.elapsed().as_secs_f64() * 1e6)
+    }
+}
+
 /// pwrite 4 KiB + fdatasync into a preallocated file; latencies in µs.
-fn preallocated(file: &File, n: usize) -> anyhow::Result<Summary> {
-    let block = vec![0xa5u8; BLOCK];
+fn preallocated(probe: &mut FloorProbe, n: usize) -> anyhow::Result<Summary> {
     let mut samples = Vec::with_capacity(n);
     for i in 0..n + WARMUP {
-        let started = Instant::now();
-        file.write_all_at(&block, (i * BLOCK) as u64)?;
-        file.sync_data()?;
+        let sample = probe.sample()?;
         if i >= WARMUP {
-            samples.push(started.elapsed().as_secs_f64() * 1e6);
+            samples.push(sample);
         }
     }
     Summary::of(&samples).ok_or_else(|| anyhow::anyhow!("no samples"))
@@ -65,26 +111,9 @@ pub fn run(ctx: &Context) -> anyhow::Result<SectionReport> {
     let dir = fresh_dir(&ctx.work_dir, "floor")?;
     let n = iterations(ctx);
 
-    // Preallocate with real zeros (not fallocate: unwritten extents would make the first
-    // write of each block a metadata change) and make the allocation durable.
-    let path = dir.join("floor.dat");
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(&path)?;
-    let zeros = vec![0u8; 1 << 20];
-    let total = (n + WARMUP) * BLOCK;
-    let mut written = 0;
-    while written < total {
-        let len = zeros.len().min(total - written);
-        file.write_all_at(&zeros[..len], written as u64)?;
-        written += len;
-    }
-    file.sync_all()?;
-    let floor = preallocated(&file, n)?;
-    drop(file);
+    let mut probe = FloorProbe::create(&dir.join("floor.dat"), n + WARMUP)?;
+    let floor = preallocated(&mut probe, n)?;
+    drop(probe);
 
     let mut grow_file = OpenOptions::new()
         .create(true)
