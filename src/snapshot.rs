@@ -25,13 +25,16 @@
 //! `fdatasync` → rename → directory fsync), and are never modified afterwards. A damaged one is
 //! skipped with a warning in favour of an older one (or a replay from the journal).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use crate::error::{Error, IoContext, Result};
 use crate::model::{InfoHash, Timestamp, TorrentState};
+use crate::msgpack;
 use crate::state::State;
 use crate::storage::{self, Storage};
 
@@ -275,17 +278,184 @@ pub fn decode(bytes: &[u8]) -> Result<(SnapshotHeader, SnapshotBody), SnapshotEr
             got,
         });
     }
-    let mut de = rmp_serde::Deserializer::new(body_bytes);
-    let body =
-        SnapshotBody::deserialize(&mut de).map_err(|e| SnapshotError::Body(e.to_string()))?;
-    let rest = de.into_inner().len();
+    let body = match split_body(body_bytes) {
+        Some(parts) => decode_parts(&parts)?,
+        None => decode_whole(body_bytes)?,
+    };
+    check_agreement(&header, &body)?;
+    Ok((header, body))
+}
+
+/// Decodes a body in one piece, with serde: the reference decoding, used whenever the body is
+/// not laid out as [`split_body`] expects.
+fn decode_whole(bytes: &[u8]) -> Result<SnapshotBody, SnapshotError> {
+    let body: SnapshotBody =
+        rmp_serde::from_slice(bytes).map_err(|e| SnapshotError::Body(e.to_string()))?;
+    let rest = bytes.len() - msgpack::value_len(bytes).unwrap_or(bytes.len());
     if rest != 0 {
         return Err(SnapshotError::Body(format!(
             "{rest} trailing bytes after the body"
         )));
     }
-    check_agreement(&header, &body)?;
-    Ok((header, body))
+    Ok(body)
+}
+
+/// Where each part of a body is: the encoded fields of [`SnapshotBody`] and its [`State`], and
+/// each torrent's key and value.
+struct BodyParts<'a> {
+    torrents: Vec<(&'a [u8], &'a [u8])>,
+    session: &'a [u8],
+    metrics: &'a [u8],
+    last_seq: &'a [u8],
+    last_at: &'a [u8],
+    tombstones: Option<&'a [u8]>,
+}
+
+/// Splits a body laid out as `encode` writes it — a map of `state` (a map of exactly the five
+/// [`State`] fields, each once) and optionally `tombstones`, nothing after it — into its parts,
+/// so the torrents (nearly all of the bytes) can be decoded on several threads. `None` for any
+/// other layout (the body is then decoded whole, which also reports what is wrong with it).
+fn split_body(bytes: &[u8]) -> Option<BodyParts<'_>> {
+    let mut c = msgpack::Cursor::new(bytes);
+    let mut state = None;
+    let mut tombstones = None;
+    for _ in 0..c.map_len()? {
+        match c.str()? {
+            b"state" if state.is_none() => state = Some(split_state(&mut c)?),
+            b"tombstones" if tombstones.is_none() => {
+                let start = c.pos();
+                c.skip()?;
+                tombstones = Some(c.since(start));
+            }
+            _ => return None,
+        }
+    }
+    if c.pos() != bytes.len() {
+        return None;
+    }
+    let (torrents, [session, metrics, last_seq, last_at]) = state?;
+    Some(BodyParts {
+        torrents,
+        session,
+        metrics,
+        last_seq,
+        last_at,
+        tombstones,
+    })
+}
+
+type StateParts<'a> = (Vec<(&'a [u8], &'a [u8])>, [&'a [u8]; 4]);
+
+fn split_state<'a>(c: &mut msgpack::Cursor<'a>) -> Option<StateParts<'a>> {
+    let mut torrents = None;
+    let mut fields: [Option<&[u8]>; 4] = [None; 4];
+    for _ in 0..c.map_len()? {
+        let slot = match c.str()? {
+            b"torrents" if torrents.is_none() => {
+                let count = c.map_len()?;
+                // Each entry takes at least two bytes: a count beyond that is malformed.
+                if count > bytes_left(c) / 2 {
+                    return None;
+                }
+                let mut entries = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let start = c.pos();
+                    c.skip()?;
+                    let key = c.since(start);
+                    let start = c.pos();
+                    c.skip()?;
+                    entries.push((key, c.since(start)));
+                }
+                torrents = Some(entries);
+                continue;
+            }
+            b"session" => &mut fields[0],
+            b"metrics" => &mut fields[1],
+            b"last_seq" => &mut fields[2],
+            b"last_at" => &mut fields[3],
+            _ => return None,
+        };
+        if slot.is_some() {
+            return None;
+        }
+        let start = c.pos();
+        c.skip()?;
+        *slot = Some(c.since(start));
+    }
+    let [Some(a), Some(b), Some(d), Some(e)] = fields else {
+        return None;
+    };
+    Some((torrents?, [a, b, d, e]))
+}
+
+fn bytes_left(c: &msgpack::Cursor<'_>) -> usize {
+    c.len() - c.pos()
+}
+
+/// Upper bound on threads decoding a snapshot's torrents.
+const MAX_DECODE_THREADS: usize = 8;
+/// Below this many torrents one thread decodes them all (threads cost more than they save).
+const MIN_TORRENTS_PER_THREAD: usize = 1024;
+
+/// Decodes split parts: the torrents on up to [`MAX_DECODE_THREADS`] threads, the rest here.
+/// The result equals [`decode_whole`]'s: the same `Deserialize` impls on the same bytes, and
+/// torrents inserted in the order they are encoded (a repeated key keeps the last, as serde's
+/// map decoding does).
+fn decode_parts(parts: &BodyParts<'_>) -> Result<SnapshotBody, SnapshotError> {
+    fn field<'de, T: Deserialize<'de>>(name: &str, bytes: &'de [u8]) -> Result<T, SnapshotError> {
+        rmp_serde::from_slice(bytes).map_err(|e| SnapshotError::Body(format!("{name}: {e}")))
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(MAX_DECODE_THREADS)
+        .min(parts.torrents.len() / MIN_TORRENTS_PER_THREAD)
+        .max(1);
+    let per_thread = parts.torrents.len().div_ceil(threads).max(1);
+    type Decoded = Vec<(InfoHash, Arc<TorrentState>)>;
+    let decode_chunk = |chunk: &[(&[u8], &[u8])]| -> Result<Decoded, SnapshotError> {
+        chunk
+            .iter()
+            .map(|(key, value)| {
+                let hash: InfoHash = field("torrent key", key)?;
+                let torrent: TorrentState = field("torrent", value)?;
+                Ok((hash, Arc::new(torrent)))
+            })
+            .collect()
+    };
+    let decoded: Vec<Result<Decoded, SnapshotError>> = if threads == 1 {
+        vec![decode_chunk(&parts.torrents)]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = parts
+                .torrents
+                .chunks(per_thread)
+                .map(|chunk| scope.spawn(move || decode_chunk(chunk)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        })
+    };
+    let mut torrents = BTreeMap::new();
+    for chunk in decoded {
+        torrents.extend(chunk?);
+    }
+    let state = State {
+        torrents,
+        session: field("session", parts.session)?,
+        metrics: field("metrics", parts.metrics)?,
+        last_seq: field("last_seq", parts.last_seq)?,
+        last_at: field("last_at", parts.last_at)?,
+    };
+    let tombstones = match parts.tombstones {
+        Some(bytes) => field("tombstones", bytes)?,
+        None => Vec::new(),
+    };
+    Ok(SnapshotBody { state, tombstones })
 }
 
 fn check_agreement(header: &SnapshotHeader, body: &SnapshotBody) -> Result<(), SnapshotError> {
@@ -476,6 +646,104 @@ mod tests {
         assert_eq!(parse_file_name(&file_name(u64::MAX)), Some(u64::MAX));
         assert_eq!(parse_file_name("00000000000000000007.snap.tmp"), None);
         assert_eq!(parse_file_name("7.snap"), None);
+    }
+
+    fn big_body(torrents: usize) -> SnapshotBody {
+        use crate::model::{SessionConfiguration, TorrentMetrics};
+        let at = Timestamp::from_unix_nanos(1_700_000_000_000_000_000);
+        let mut state = State {
+            session: Some(SessionConfiguration::sample()),
+            last_seq: 42,
+            last_at: at,
+            ..State::default()
+        };
+        for n in 0..torrents {
+            let mut bytes = [0u8; 20];
+            bytes[..8].copy_from_slice(&(n as u64).to_be_bytes());
+            let hash = if n % 7 == 0 {
+                InfoHash::V2([bytes[7]; 32])
+            } else {
+                InfoHash::V1(bytes)
+            };
+            let torrent = TorrentState::sample(hash, &format!("t{n}"), at);
+            state.torrents.insert(hash, Arc::new(torrent));
+            if n % 3 == 0 {
+                let sample = TorrentMetrics {
+                    info_hash: hash,
+                    timestamp: at,
+                    downloaded: n as i64,
+                    ..TorrentMetrics::default()
+                };
+                state.metrics.insert(hash, vec![sample.clone(), sample]);
+            }
+        }
+        let last = TorrentState::sample(InfoHash::V1([0xee; 20]), "gone", at);
+        let tombstones = vec![Tombstone {
+            info_hash: last.info_hash,
+            removed_at: at,
+            removed_seq: 41,
+            last,
+        }];
+        SnapshotBody { state, tombstones }
+    }
+
+    #[test]
+    fn split_decoding_equals_whole_decoding() {
+        // Enough torrents for several decoding threads, and few enough for one.
+        for count in [0, 5, 3 * MIN_TORRENTS_PER_THREAD + 17] {
+            let body = big_body(count);
+            let bytes = encode(&body).unwrap();
+            let body_bytes = &bytes[SNAPSHOT_HEADER_BYTES..];
+            assert!(split_body(body_bytes).is_some(), "{count} torrents");
+            assert_eq!(decode(&bytes).unwrap().1, body, "{count} torrents");
+            assert_eq!(decode_whole(body_bytes).unwrap(), body, "{count} torrents");
+        }
+    }
+
+    #[test]
+    fn other_layouts_fall_back_to_whole_decoding() {
+        // A state with a field this build does not know (a newer writer's): serde ignores it,
+        // and so must the split path — by handing the body to serde.
+        #[derive(Serialize)]
+        struct NewerState<'a> {
+            torrents: &'a BTreeMap<InfoHash, Arc<TorrentState>>,
+            session: &'a Option<crate::model::SessionConfiguration>,
+            metrics: &'a BTreeMap<InfoHash, Vec<crate::model::TorrentMetrics>>,
+            last_seq: u64,
+            last_at: Timestamp,
+            labels_index: Vec<String>,
+        }
+        #[derive(Serialize)]
+        struct NewerBody<'a> {
+            state: NewerState<'a>,
+        }
+        let body = big_body(40);
+        let newer = NewerBody {
+            state: NewerState {
+                torrents: &body.state.torrents,
+                session: &body.state.session,
+                metrics: &body.state.metrics,
+                last_seq: body.state.last_seq,
+                last_at: body.state.last_at,
+                labels_index: vec!["x".into()],
+            },
+        };
+        let bytes = rmp_serde::to_vec_named(&newer).unwrap();
+        assert!(split_body(&bytes).is_none());
+        let decoded = decode_whole(&bytes).unwrap();
+        assert_eq!(decoded.state, body.state);
+        assert!(decoded.tombstones.is_empty());
+
+        // Trailing bytes are refused either way.
+        let mut trailing = rmp_serde::to_vec_named(&body).unwrap();
+        trailing.push(0xc0);
+        assert!(split_body(&trailing).is_none());
+        assert_eq!(
+            decode_whole(&trailing),
+            Err(SnapshotError::Body(
+                "1 trailing bytes after the body".into()
+            ))
+        );
     }
 
     #[test]
