@@ -158,6 +158,14 @@ pub fn catch_up_from(
             projection.install_owned(head.state)?;
             progress(head_seq);
             info!(projection = projection.name(), seq = head_seq, snapshot = ?snapshot, "installed the state at the head");
+            // The head was read to the end of the journal just now: reading the journal again
+            // for what a concurrent writer may have appended since would only move the same
+            // race a little later (and rescan the active segment for nothing).
+            return Ok(CatchUp {
+                rebuilt,
+                applied: 0,
+                checkpoint: projection.checkpoint(),
+            });
         }
     }
     let from = projection.checkpoint().seq + 1;
