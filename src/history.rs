@@ -491,13 +491,18 @@ impl Catalog {
     }
 }
 
-/// Builds the state at `target` from the first usable base in `order`, calling `observe` with
-/// the state before each replayed event.
+/// Called with the state before each replayed event and the event (tombstone search,
+/// compaction's removal bookkeeping).
+pub(crate) type Observer<'o> = dyn FnMut(&State, &Envelope) + 'o;
+
+/// Builds the state at `target` from the first usable base in `order`, calling `observe` (when
+/// given) with the state before each replayed event. Without an observer the replay to the
+/// head is the fast fold ([`replay::fold_frames`]).
 pub(crate) fn materialize(
     sources: &Sources,
     target: Target,
     order: BaseOrder,
-    mut observe: Option<&mut dyn FnMut(&State, &Envelope)>,
+    mut observe: Option<&mut Observer<'_>>,
 ) -> Result<Materialized> {
     let storage = &*sources.storage;
     let mut catalog = Catalog::load(storage, &sources.dir)?;
@@ -619,7 +624,7 @@ fn replay<'o>(
     mut state: State,
     frames: impl Iterator<Item = Result<RawFrame>> + Send,
     target: Target,
-    mut observe: Option<&mut (dyn FnMut(&State, &Envelope) + 'o)>,
+    mut observe: Option<&mut Observer<'o>>,
     last_segment: &mut Option<Arc<PathBuf>>,
 ) -> Result<State> {
     if let Target::Seq(seq) = target

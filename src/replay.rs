@@ -174,6 +174,9 @@ where
     })
 }
 
+/// Torrents after the replay (`None`: removed).
+type Resolved = Vec<(InfoHash, Option<Arc<TorrentState>>)>;
+
 struct Fold {
     state: State,
     slots: HashMap<InfoHash, Slot>,
@@ -305,32 +308,31 @@ impl Fold {
             parts.push(std::mem::replace(&mut rest, tail));
         }
         parts.push(rest);
-        let resolved: Vec<Result<Vec<(InfoHash, Option<Arc<TorrentState>>)>>> =
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = parts
-                    .into_iter()
-                    .map(|part| {
-                        scope.spawn(move || {
-                            part.into_iter()
-                                .map(|(h, slot)| match slot {
-                                    Slot::Removed => Ok((h, None)),
-                                    Slot::Live { base, amends } => {
-                                        resolve(h, base, amends).map(|t| (h, t))
-                                    }
-                                })
-                                .collect::<Result<Vec<_>>>()
-                        })
+        let resolved: Vec<Result<Resolved>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = parts
+                .into_iter()
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.into_iter()
+                            .map(|(h, slot)| match slot {
+                                Slot::Removed => Ok((h, None)),
+                                Slot::Live { base, amends } => {
+                                    resolve(h, base, amends).map(|t| (h, t))
+                                }
+                            })
+                            .collect::<Result<Vec<_>>>()
                     })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|handle| {
-                        handle
-                            .join()
-                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                    })
-                    .collect()
-            });
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| {
+                    handle
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        });
         let mut torrents = Vec::new();
         for part in resolved {
             torrents.extend(part?);
