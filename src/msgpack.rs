@@ -23,11 +23,6 @@ impl<'a> Cursor<'a> {
         Self { buf, pos: 0 }
     }
 
-    /// Length of the whole input.
-    pub(crate) fn len(&self) -> usize {
-        self.buf.len()
-    }
-
     /// Bytes read so far.
     pub(crate) fn pos(&self) -> usize {
         self.pos
