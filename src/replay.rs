@@ -1,23 +1,29 @@
 //! Fast replay: folds journal frames into a [`State`] exactly as [`state::apply`] would, but
-//! fully decodes only the events whose effect survives, and reads frames on a second thread.
+//! fully decodes only the events whose content reaches the state, and reads frames on a second
+//! thread.
 //!
 //! Decoding a torrent snapshot (~1.3 KB of named MessagePack) is most of the cost of a replay,
 //! and most snapshots are superseded: every save or lifecycle hook *replaces* the stored
-//! torrent. So each frame is first [peeked](peek) — a structural walk of the MessagePack that
-//! yields the variant and the info hash — and per torrent only the newest replacing payload and
-//! the metadata/error hooks after it are kept (still encoded, as read). Whatever a later
-//! replacement or removal erases is dropped undecoded. Existence (whether a torrent is stored at
-//! a point of the journal), which decides whether a metrics sample is kept, follows from the
-//! peeks alone. At the end the kept payloads are decoded, on all cores, and folded with the
-//! reducer's own functions ([`state::amend`]); events the peek does not classify (metrics,
-//! session, `TorrentsSaved`, anything unusual) are decoded and applied when read.
+//! torrent. So each frame is first [peeked](peek) — the first fields of its MessagePack, which
+//! give the variant, the hook event and the info hash — and per torrent only the newest
+//! replacing payload and the metadata/error hooks after it are kept (still encoded, as read).
+//! Whatever a later replacement or removal erases is dropped undecoded, and a removal needs no
+//! more than its info hash. Existence (whether a torrent is stored at a point of the journal),
+//! which decides whether a metrics sample is kept, follows from the peeks alone. At the end the
+//! kept payloads are decoded, on all cores, and folded with the reducer's own functions
+//! (`state::amend`); events the peek does not classify (metrics, session, `TorrentsSaved`,
+//! anything unusual) are decoded and applied when read.
 //!
 //! Every frame is still checksum-verified (by the reader), every event's variant (and hook
-//! event) must be known and every surviving payload is fully decoded, trailing bytes included.
-//! What a superseded payload does not get is the typed decode of its other fields: a payload
-//! with a valid checksum that the writer's own `encode` produced decodes by construction, and
-//! `tj verify` decodes every event. `tests/replay_equivalence.rs` holds the fold to "exactly
-//! equal to applying every event".
+//! event) must be known, and every payload whose content reaches the state is fully decoded,
+//! trailing bytes included. What a superseded payload or a removal does not get is the typed
+//! decode of its other fields: a payload with a valid checksum that the writer's own `encode`
+//! produced decodes by construction, and `tj verify` decodes every event.
+//! `tests/replay_equivalence.rs` holds the fold to "exactly equal to applying every event".
+//!
+//! Memory: the frames in flight are bounded (`CHANNEL_CHUNKS` × `CHUNK_FRAMES`); per torrent at
+//! most one replacing payload and `MAX_PENDING_AMENDS` hooks are kept (then folded early), so
+//! what is held is of the order of the resulting state.
 
 use std::collections::HashMap;
 use std::sync::Arc;
