@@ -169,15 +169,10 @@ pub fn catch_up_from(
         }
     }
     let from = projection.checkpoint().seq + 1;
-    let mut frames = reader.frames(from)?.peekable();
-    if frames.peek().is_none() {
-        // Nothing to apply (a state projection would be taken and reinstalled for nothing).
-        return Ok(CatchUp {
-            rebuilt,
-            applied: 0,
-            checkpoint: projection.checkpoint(),
-        });
-    }
+    // Not peeked for emptiness here: the first frame loads a whole segment, which the fold
+    // does on its reading thread, overlapped with folding. (With nothing to apply, a state
+    // projection is taken and reinstalled: the memory projection rebuilds its index.)
+    let frames = reader.frames(from)?;
     if let Some(state) = projection.take_state() {
         let before = state.last_seq;
         let state = replay::fold_frames(state, frames)?;
