@@ -283,7 +283,7 @@ pub fn compact(
             );
         }
     };
-    let built = history::materialize(&sources, target, BaseOrder::Newest, &mut observe)?;
+    let built = history::materialize(&sources, target, BaseOrder::Newest, Some(&mut observe))?;
     let boundary = built.state.last_seq;
     if boundary == 0 {
         info!(%target, "nothing to compact: no event before the retention boundary");

@@ -237,9 +237,13 @@ pub fn encode_into(event: &Event, buf: &mut Vec<u8>) -> Result<()> {
 /// Never panics on malformed input. The error is a bare reason; the caller adds the location
 /// (segment, offset, seq) and wraps it in [`Error::Decode`].
 pub fn decode(bytes: &[u8]) -> std::result::Result<Event, String> {
-    let mut de = rmp_serde::Deserializer::new(bytes);
-    let event = Event::deserialize(&mut de).map_err(|e| format!("invalid event payload: {e}"))?;
-    let rest = de.into_inner().len();
+    // Borrowing from the slice spares every string and byte string a copy through the
+    // deserializer's scratch buffer (`Deserializer::new` over a slice reads each one with
+    // `read_to_end`): ~30% of a snapshot-carrying event's decode. It does not tell where the
+    // value ended, so trailing bytes are found by walking the value's structure.
+    let event: Event =
+        rmp_serde::from_slice(bytes).map_err(|e| format!("invalid event payload: {e}"))?;
+    let rest = bytes.len() - crate::msgpack::value_len(bytes).unwrap_or(bytes.len());
     if rest != 0 {
         return Err(format!(
             "{rest} trailing bytes after a {} event of {} bytes",

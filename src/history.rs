@@ -31,6 +31,7 @@ use crate::journal::recovery::{self, SegmentInfo};
 use crate::journal::segment::Scan;
 use crate::journal::{JournalReader, RawFrame};
 use crate::model::{HookEvent, InfoHash, Timestamp};
+use crate::replay;
 use crate::snapshot::{self, SnapshotHeader, SnapshotInfo, Tombstone};
 use crate::state::{self, State};
 use crate::storage::Storage;
@@ -139,7 +140,7 @@ pub fn state_at_with_archive(
     target: Target,
 ) -> Result<PointInTime> {
     let sources = Sources::open(storage, dir.as_ref(), archive)?;
-    let materialized = materialize(&sources, target, BaseOrder::Newest, &mut |_, _| {})?;
+    let materialized = materialize(&sources, target, BaseOrder::Newest, None)?;
     let state = materialized.state;
     Ok(PointInTime {
         seq: state.last_seq,
@@ -209,7 +210,12 @@ pub fn find_tombstone(
             });
         }
     };
-    let materialized = materialize(&sources, Target::Head, BaseOrder::Oldest, &mut observe)?;
+    let materialized = materialize(
+        &sources,
+        Target::Head,
+        BaseOrder::Oldest,
+        Some(&mut observe),
+    )?;
     if materialized.state.torrents.contains_key(info_hash) {
         return Ok(None);
     }
@@ -314,7 +320,7 @@ impl Sources {
     }
 
     /// Frames with seq ≥ `from`, archive first, then the live journal.
-    fn frames(&self, from: u64) -> Result<Box<dyn Iterator<Item = Result<RawFrame>>>> {
+    fn frames(&self, from: u64) -> Result<Box<dyn Iterator<Item = Result<RawFrame>> + Send>> {
         let live_first = self.live.first().map(|s| s.first_seq);
         if self.archive.is_empty() || live_first.is_some_and(|first| from >= first) {
             return Ok(Box::new(self.reader.frames(from)?));
@@ -485,13 +491,18 @@ impl Catalog {
     }
 }
 
-/// Builds the state at `target` from the first usable base in `order`, calling `observe` with
-/// the state before each replayed event.
+/// Called with the state before each replayed event and the event (tombstone search,
+/// compaction's removal bookkeeping).
+pub(crate) type Observer<'o> = dyn FnMut(&State, &Envelope) + 'o;
+
+/// Builds the state at `target` from the first usable base in `order`, calling `observe` (when
+/// given) with the state before each replayed event. Without an observer the replay to the
+/// head is the fast fold ([`replay::fold_frames`]).
 pub(crate) fn materialize(
     sources: &Sources,
     target: Target,
     order: BaseOrder,
-    observe: &mut dyn FnMut(&State, &Envelope),
+    mut observe: Option<&mut Observer<'_>>,
 ) -> Result<Materialized> {
     let storage = &*sources.storage;
     let mut catalog = Catalog::load(storage, &sources.dir)?;
@@ -524,7 +535,7 @@ pub(crate) fn materialize(
                 State::default(),
                 sources.frames(1)?,
                 target,
-                observe,
+                observe.as_deref_mut(),
                 &mut last_segment,
             )?;
             check_reached(target, &state)?;
@@ -562,7 +573,13 @@ pub(crate) fn materialize(
             continue;
         }
         let mut last_segment = None;
-        let state = replay(body.state, frames, target, observe, &mut last_segment)?;
+        let state = replay(
+            body.state,
+            frames,
+            target,
+            observe.as_deref_mut(),
+            &mut last_segment,
+        )?;
         check_reached(target, &state)?;
         debug!(
             target = %target,
@@ -601,17 +618,22 @@ fn disagreement(header: &SnapshotHeader, own: Option<Result<RawFrame>>) -> Resul
 }
 
 /// Folds frames into `state` until `target` is reached.
-fn replay(
+/// Folds `frames` into `state` up to `target`. Without an observer, a replay to the head uses
+/// the fast fold ([`replay::fold_frames`]: same state, and `last_segment` is left unset).
+fn replay<'o>(
     mut state: State,
-    frames: impl Iterator<Item = Result<RawFrame>>,
+    frames: impl Iterator<Item = Result<RawFrame>> + Send,
     target: Target,
-    observe: &mut dyn FnMut(&State, &Envelope),
+    mut observe: Option<&mut Observer<'o>>,
     last_segment: &mut Option<Arc<PathBuf>>,
 ) -> Result<State> {
     if let Target::Seq(seq) = target
         && state.last_seq >= seq
     {
         return Ok(state);
+    }
+    if target == Target::Head && observe.is_none() {
+        return replay::fold_frames(state, frames);
     }
     for frame in frames {
         let frame = frame?;
@@ -630,7 +652,9 @@ fn replay(
             });
         }
         let envelope = frame.decode()?;
-        observe(&state, &envelope);
+        if let Some(observe) = observe.as_deref_mut() {
+            observe(&state, &envelope);
+        }
         state::apply(&mut state, &envelope);
         *last_segment = Some(Arc::clone(&frame.segment));
         if target == Target::Seq(frame.seq) {

@@ -71,21 +71,46 @@ pub fn apply(state: &mut State, envelope: &Envelope) {
         Event::TorrentDeleted { info_hash } => remove(state, info_hash),
         Event::SessionConfigSaved { config } => state.session = Some((**config).clone()),
         Event::MetricsRecorded { samples } => record_metrics(state, samples),
-        Event::MetricsPurged { older_than } => purge_metrics(state, *older_than),
+        Event::MetricsPurged { older_than } => purge_metrics(&mut state.metrics, *older_than),
     }
     state.last_seq = envelope.seq;
     state.last_at = envelope.at;
 }
 
 fn apply_hook(state: &mut State, record: &HookRecord) {
-    match record.event {
+    let info_hash = record.torrent.info_hash;
+    match hook_effect(record.event) {
+        Effect::Put => put(state, &record.torrent),
+        Effect::Remove => remove(state, &info_hash),
+        Effect::Amend => {
+            if let Some(added) = amend(state.torrents.get_mut(&info_hash), record) {
+                state.torrents.insert(info_hash, Arc::new(added));
+            }
+        }
+    }
+}
+
+/// What the hook events are, for replays that look at an event before decoding it (see
+/// [`crate::replay`]): how an event changes the torrent it is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// Replaces the stored torrent, whatever came before (added, started, stopped, completed).
+    Put,
+    /// Forgets the torrent and its metrics samples (removed).
+    Remove,
+    /// Changes the stored torrent, or adds it when unknown (metadata, error).
+    Amend,
+}
+
+/// The effect of a hook event ([`apply`] dispatches on it too).
+pub fn hook_effect(event: HookEvent) -> Effect {
+    match event {
         HookEvent::TorrentAdded
         | HookEvent::TorrentStarted
         | HookEvent::TorrentStopped
-        | HookEvent::TorrentCompleted => put(state, &record.torrent),
-        HookEvent::TorrentRemoved => remove(state, &record.torrent.info_hash),
-        HookEvent::TorrentMetadata => attach_metadata(state, &record.torrent),
-        HookEvent::TorrentError => record_error(state, record),
+        | HookEvent::TorrentCompleted => Effect::Put,
+        HookEvent::TorrentRemoved => Effect::Remove,
+        HookEvent::TorrentMetadata | HookEvent::TorrentError => Effect::Amend,
     }
 }
 
@@ -100,10 +125,29 @@ fn remove(state: &mut State, info_hash: &InfoHash) {
     state.metrics.remove(info_hash);
 }
 
-fn attach_metadata(state: &mut State, snapshot: &TorrentState) {
-    match state.torrents.get_mut(&snapshot.info_hash) {
-        Some(stored) => attach_metadata_to(Arc::make_mut(stored), snapshot),
-        None => put(state, snapshot),
+/// Applies a metadata or error hook (any other hook: nothing) to the stored torrent; when there
+/// is none, returns the torrent to store. Shared by [`apply`] and the fast replay, so both give
+/// these hooks the same meaning.
+pub(crate) fn amend(
+    stored: Option<&mut Arc<TorrentState>>,
+    record: &HookRecord,
+) -> Option<TorrentState> {
+    match (record.event, stored) {
+        (HookEvent::TorrentMetadata, Some(stored)) => {
+            attach_metadata_to(Arc::make_mut(stored), &record.torrent);
+            None
+        }
+        (HookEvent::TorrentMetadata, None) => Some((*record.torrent).clone()),
+        (HookEvent::TorrentError, Some(stored)) => {
+            Arc::make_mut(stored).error = error_message(record);
+            None
+        }
+        (HookEvent::TorrentError, None) => {
+            let mut torrent = (*record.torrent).clone();
+            torrent.error = error_message(record);
+            Some(torrent)
+        }
+        _ => None,
     }
 }
 
@@ -130,35 +174,38 @@ pub(crate) fn error_message(record: &HookRecord) -> Option<String> {
         .or_else(|| record.torrent.error.clone())
 }
 
-fn record_error(state: &mut State, record: &HookRecord) {
-    let message = error_message(record);
-    match state.torrents.get_mut(&record.torrent.info_hash) {
-        Some(stored) => Arc::make_mut(stored).error = message,
-        None => {
-            let mut torrent = (*record.torrent).clone();
-            torrent.error = message;
-            put(state, &torrent);
-        }
-    }
-}
-
 fn record_metrics(state: &mut State, samples: &[TorrentMetrics]) {
+    let torrents = &state.torrents;
+    record_metrics_of_known(
+        &mut state.metrics,
+        samples.iter().cloned(),
+        |h: &InfoHash| torrents.contains_key(h),
+    );
+}
+
+/// Keeps the samples of torrents `known` says exist at this point of the journal. Shared by
+/// [`apply`] and the fast replay (which knows existence without holding every torrent).
+pub(crate) fn record_metrics_of_known(
+    metrics: &mut BTreeMap<InfoHash, Vec<TorrentMetrics>>,
+    samples: impl IntoIterator<Item = TorrentMetrics>,
+    known: impl Fn(&InfoHash) -> bool,
+) {
     for sample in samples {
-        if state.torrents.contains_key(&sample.info_hash) {
-            state
-                .metrics
-                .entry(sample.info_hash)
-                .or_default()
-                .push(sample.clone());
+        if known(&sample.info_hash) {
+            metrics.entry(sample.info_hash).or_default().push(sample);
         }
     }
 }
 
-fn purge_metrics(state: &mut State, older_than: Timestamp) {
-    for samples in state.metrics.values_mut() {
+/// Drops samples taken strictly before `older_than`, and torrents left without samples.
+pub(crate) fn purge_metrics(
+    metrics: &mut BTreeMap<InfoHash, Vec<TorrentMetrics>>,
+    older_than: Timestamp,
+) {
+    for samples in metrics.values_mut() {
         samples.retain(|s| s.timestamp >= older_than);
     }
-    state.metrics.retain(|_, samples| !samples.is_empty());
+    metrics.retain(|_, samples| !samples.is_empty());
 }
 
 #[cfg(test)]

@@ -176,4 +176,15 @@ impl Projection for MemoryProjection {
         *self = Self::from_state(state.clone());
         Ok(())
     }
+
+    fn take_state(&mut self) -> Option<State> {
+        let state = std::mem::take(&mut self.state);
+        self.index.clear();
+        Some(state)
+    }
+
+    fn install_owned(&mut self, state: State) -> Result<()> {
+        *self = Self::from_state(state);
+        Ok(())
+    }
 }

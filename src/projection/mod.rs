@@ -18,6 +18,7 @@ use std::sync::Arc;
 use crate::history::{self, Target};
 use crate::journal::JournalReader;
 use crate::model::Timestamp;
+use crate::replay;
 use crate::state::State;
 
 pub use file::{FileProjection, FileProjectionOptions, FileView};
@@ -62,6 +63,19 @@ pub trait Projection: Send {
     /// event — atomically, like [`Projection::apply`]. Used when the journal no longer holds
     /// the events after the projection's checkpoint (compaction removed them).
     fn install(&mut self, state: &State) -> Result<()>;
+
+    /// For a projection that is exactly the reducer's [`State`] (the memory projection): hands
+    /// the state over, leaving the projection empty at seq 0, so catch-up can fold the journal
+    /// into it with [`crate::replay::fold_frames`] and [`Projection::install_owned`] it back.
+    /// `None` (the default): catch-up applies batches of decoded events.
+    fn take_state(&mut self) -> Option<State> {
+        None
+    }
+
+    /// [`Projection::install`] of a state the caller gives up (no copy needed).
+    fn install_owned(&mut self, state: State) -> Result<()> {
+        self.install(&state)
+    }
 }
 
 /// Asserts the batch continues the checkpoint without gaps (a bug otherwise).
@@ -140,16 +154,48 @@ pub fn catch_up_from(
     if behind_retained || (base == Base::Newest && seq == 0) {
         let head = history::state_at(Arc::clone(reader.storage()), reader.dir(), Target::Head)?;
         if head.seq > seq {
-            projection.install(&head.state)?;
-            progress(head.seq);
-            info!(projection = projection.name(), seq = head.seq, snapshot = ?head.snapshot, "installed the state at the head");
+            let (head_seq, snapshot) = (head.seq, head.snapshot);
+            projection.install_owned(head.state)?;
+            progress(head_seq);
+            info!(projection = projection.name(), seq = head_seq, snapshot = ?snapshot, "installed the state at the head");
+            // The head was read to the end of the journal just now: reading the journal again
+            // for what a concurrent writer may have appended since would only move the same
+            // race a little later (and rescan the active segment for nothing).
+            return Ok(CatchUp {
+                rebuilt,
+                applied: 0,
+                checkpoint: projection.checkpoint(),
+            });
         }
     }
     let from = projection.checkpoint().seq + 1;
+    // Not peeked for emptiness here: the first frame loads a whole segment, which the fold
+    // does on its reading thread, overlapped with folding. (With nothing to apply, a state
+    // projection is taken and reinstalled: the memory projection rebuilds its index.)
+    let frames = reader.frames(from)?;
+    if let Some(state) = projection.take_state() {
+        let before = state.last_seq;
+        let state = replay::fold_frames(state, frames)?;
+        let applied = state.last_seq - before;
+        let last_seq = state.last_seq;
+        projection.install_owned(state)?;
+        if applied > 0 {
+            progress(last_seq);
+            info!(
+                projection = projection.name(),
+                applied, rebuilt, "projection caught up"
+            );
+        }
+        return Ok(CatchUp {
+            rebuilt,
+            applied,
+            checkpoint: projection.checkpoint(),
+        });
+    }
     let mut applied = 0;
     let mut batch = Vec::with_capacity(CATCH_UP_BATCH_EVENTS);
-    for envelope in reader.events(from)? {
-        batch.push(envelope?);
+    for frame in frames {
+        batch.push(frame?.decode()?);
         if batch.len() == CATCH_UP_BATCH_EVENTS {
             applied += flush(projection, &mut batch, progress)?;
         }

@@ -78,6 +78,42 @@ fn generate(dir: &std::path::Path, events: usize, torrents: usize) -> anyhow::Re
     Ok(bytes)
 }
 
+/// Events (each a save of a different torrent) of the worst-case journal for the memory
+/// replay: nothing is superseded, so every event is decoded.
+pub fn worst_case_events(quick: bool) -> usize {
+    if quick { 100_000 } else { 250_000 }
+}
+
+/// A journal of `events` saves, each of a different torrent (`common::state`, ~1.3 KB).
+fn generate_distinct(dir: &std::path::Path, events: usize) -> anyhow::Result<u64> {
+    let options = JournalOptions {
+        durability: Durability::Never,
+        ..JournalOptions::default()
+    };
+    let journal = Journal::open_with(dir, options)?;
+    for start in (0..events).step_by(4096) {
+        let batch: Vec<Event> = (start..(start + 4096).min(events))
+            .map(|n| Event::TorrentSaved {
+                torrent: Box::new(crate::common::state(n)),
+            })
+            .collect();
+        journal.append_all(&batch)?;
+    }
+    let bytes = journal.status().bytes_written();
+    journal.close()?;
+    Ok(bytes)
+}
+
+/// Replays the journal in `dir` into a fresh memory projection: (events, seconds, torrents).
+fn replay_memory(dir: &std::path::Path) -> anyhow::Result<(u64, f64, usize)> {
+    let reader = JournalReader::open(dir)?;
+    let mut memory = MemoryProjection::new();
+    let started = Instant::now();
+    let done = projection::catch_up(&mut memory, &reader, &mut |_| {})?;
+    let seconds = started.elapsed().as_secs_f64();
+    Ok((done.applied, seconds, memory.stats().torrents))
+}
+
 /// Applies the journal to `projection` in catch-up-sized batches until the end or `budget`.
 fn replay_boxed(
     projection: &mut dyn Projection,
@@ -134,16 +170,28 @@ pub fn run(ctx: &Context) -> anyhow::Result<SectionReport> {
     let reader = JournalReader::open(&store_dir)?;
 
     // Memory.
-    let mut memory = MemoryProjection::new();
-    let started = Instant::now();
-    let done = projection::catch_up(&mut memory, &reader, &mut |_| {})?;
-    let mem_s = started.elapsed().as_secs_f64();
-    let mem_eps = done.applied as f64 / mem_s;
-    let mem_torrents = memory.stats().torrents;
-    drop(memory);
+    let (mem_applied, mem_s, mem_torrents) = replay_memory(&store_dir)?;
+    let mem_eps = mem_applied as f64 / mem_s;
     progress(
         "replay",
         &format!("memory: {mem_eps:.0} events/s"),
+        ctx.started,
+    );
+
+    // Memory, worst case: every event a different torrent, so nothing is superseded.
+    let worst_dir = dir.join("distinct");
+    let worst_events = worst_case_events(ctx.quick);
+    let worst_bytes = generate_distinct(&worst_dir, worst_events)?;
+    let (worst_applied, worst_s, worst_torrents) = replay_memory(&worst_dir)?;
+    anyhow::ensure!(
+        worst_torrents == worst_events,
+        "worst case replay holds {worst_torrents} torrents, not {worst_events}"
+    );
+    let worst_eps = worst_applied as f64 / worst_s;
+    std::fs::remove_dir_all(&worst_dir)?;
+    progress(
+        "replay",
+        &format!("memory, nothing superseded: {worst_eps:.0} events/s"),
         ctx.started,
     );
 
@@ -233,6 +281,23 @@ pub fn run(ctx: &Context) -> anyhow::Result<SectionReport> {
         .goal_value("≥ 1M events/s", |e| e >= 1_000_000.0)
         .note(label.clone()),
         Figure::new(
+            "replay_memory_worst_eps",
+            "replay into memory, worst case (every event a different torrent)",
+            worst_eps,
+            Unit::EventsPerSec,
+        )
+        .vs(
+            "replay into memory",
+            Some(mem_eps),
+            Unit::EventsPerSec,
+            RatioKind::Multiple,
+        )
+        .note(format!(
+            "{}k saves of {}k torrents",
+            worst_events / 1000,
+            worst_events / 1000
+        )),
+        Figure::new(
             "replay_sqlite_eps",
             "replay into SQLite",
             sql_eps,
@@ -298,8 +363,11 @@ pub fn run(ctx: &Context) -> anyhow::Result<SectionReport> {
     ));
     md.push_str("| replay into | events | seconds | events/s |\n|---|---:|---:|---:|\n");
     md.push_str(&format!(
-        "| memory | {} | {mem_s:.2} | {mem_eps:.0} |\n",
-        done.applied
+        "| memory | {mem_applied} | {mem_s:.2} | {mem_eps:.0} |\n"
+    ));
+    md.push_str(&format!(
+        "| memory, worst case: {worst_events} saves of as many torrents ({} MB), nothing superseded | {worst_applied} | {worst_s:.2} | {worst_eps:.0} |\n",
+        worst_bytes / 1_000_000
     ));
     md.push_str(&format!(
         "| SQLite | {sql_n}{} | {sql_s:.2} | {sql_eps:.0} |\n",
@@ -324,7 +392,8 @@ pub fn run(ctx: &Context) -> anyhow::Result<SectionReport> {
         json: json!({
             "events": events, "torrents": torrents, "quick_scaled_down": ctx.quick,
             "journal_bytes": journal_bytes, "generate_seconds": generate_s,
-            "memory": { "events": done.applied, "seconds": mem_s, "events_per_sec": mem_eps },
+            "memory": { "events": mem_applied, "seconds": mem_s, "events_per_sec": mem_eps },
+            "memory_worst_case": { "events": worst_applied, "seconds": worst_s, "events_per_sec": worst_eps, "journal_bytes": worst_bytes },
             "sqlite": { "events": sql_n, "seconds": sql_s, "events_per_sec": sql_eps, "complete": sql_all },
             "files": { "events": files_n, "seconds": files_s, "events_per_sec": files_eps, "complete": files_all },
             "open_before_compaction_ms": open_before_ms,
@@ -349,22 +418,24 @@ pub struct ProfileArgs {
     /// ... over this many torrents.
     #[arg(long, default_value_t = 10_000)]
     torrents: usize,
+    /// Generate the worst case instead: `--events` saves, each of a different torrent.
+    #[arg(long)]
+    distinct: bool,
 }
 
 /// Replays the journal in `--dir` into a fresh memory projection and prints events/s.
 pub fn profile_memory(args: &ProfileArgs) -> anyhow::Result<()> {
     if !args.dir.exists() {
-        generate(&args.dir, args.events, args.torrents)?;
+        if args.distinct {
+            generate_distinct(&args.dir, args.events)?;
+        } else {
+            generate(&args.dir, args.events, args.torrents)?;
+        }
     }
-    let reader = JournalReader::open(&args.dir)?;
-    let mut memory = MemoryProjection::new();
-    let started = Instant::now();
-    let done = projection::catch_up(&mut memory, &reader, &mut |_| {})?;
-    let seconds = started.elapsed().as_secs_f64();
+    let (applied, seconds, torrents) = replay_memory(&args.dir)?;
     println!(
-        "{} events in {seconds:.2} s: {:.0} events/s",
-        done.applied,
-        done.applied as f64 / seconds
+        "{applied} events in {seconds:.2} s: {:.0} events/s ({torrents} torrents)",
+        applied as f64 / seconds
     );
     Ok(())
 }
