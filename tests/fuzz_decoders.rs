@@ -1,5 +1,5 @@
 //! Fuzzes the decoders with proptest on stable: the frame decoder, the segment scanner, journal
-//! recovery and the event payload decoder get arbitrary bytes and mutations of a real journal
+//! recovery, the event payload decoder and the fast replay's peek get arbitrary bytes and mutations of a real journal
 //! (the v1 fixture is the corpus). Properties: no panic, every outcome is a value or a located
 //! error, and nothing allocates by an unchecked length (the decoders only borrow slices). Set
 //! `TJ_FUZZ_CASES` for a longer run (CI runs the default).
@@ -10,8 +10,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use proptest::prelude::*;
+use torrent_journal::event::Event;
 use torrent_journal::journal::segment::{self, Scan, SegmentHeader};
 use torrent_journal::journal::{self, frame};
+use torrent_journal::replay::{self, Peek};
 use torrent_journal::storage::{SimStorage, Storage};
 use torrent_journal::{JournalOptions, event};
 
@@ -84,10 +86,29 @@ fn mutate(bytes: &mut Vec<u8>, mutation: &Mutation) {
     }
 }
 
+/// The fast replay's peek never panics, and whenever it names a torrent and the payload also
+/// decodes, the decoded event is about that same torrent.
+fn check_peek(payload: &[u8]) {
+    let Peek::Torrent(_, peeked) = replay::peek(payload) else {
+        return;
+    };
+    let Ok(decoded) = event::decode(payload) else {
+        return;
+    };
+    let info_hash = match &decoded {
+        Event::Hook(record) => record.torrent.info_hash,
+        Event::TorrentSaved { torrent } => torrent.info_hash,
+        Event::TorrentDeleted { info_hash } => *info_hash,
+        other => panic!("peek named torrent {peeked} for {other:?}"),
+    };
+    assert_eq!(info_hash, peeked, "peek and decode disagree");
+}
+
 /// Runs every decoder over `bytes` as a segment; returns whether the scan was clean.
 fn exercise(bytes: &[u8]) -> bool {
     let _ = frame::decode(bytes);
     let _ = event::decode(bytes);
+    check_peek(bytes);
     let Ok(header) = SegmentHeader::decode(bytes) else {
         return false;
     };
@@ -95,6 +116,7 @@ fn exercise(bytes: &[u8]) -> bool {
     for found in scan.by_ref() {
         // A checksummed payload from the fixture decodes; garbage never panics.
         let _ = event::decode(found.frame.payload);
+        check_peek(found.frame.payload);
     }
     let clean = matches!(scan.stop(), Some(segment::Stop::Clean { .. }));
     let _ = segment::find_valid_frame_after(bytes, segment::SEGMENT_HEADER_BYTES, 0);
