@@ -148,6 +148,19 @@ pub fn fold_frames<I>(state: State, frames: I) -> Result<State>
 where
     I: Iterator<Item = Result<RawFrame>> + Send,
 {
+    fold_frames_with_progress(state, frames, &mut |_| {})
+}
+
+/// [`fold_frames`], calling `progress` with the seq of the last frame folded after every chunk
+/// of frames (256; folded, not yet applied: the survivors are decoded and applied at the end).
+pub fn fold_frames_with_progress<I>(
+    state: State,
+    frames: I,
+    progress: &mut dyn FnMut(u64),
+) -> Result<State>
+where
+    I: Iterator<Item = Result<RawFrame>> + Send,
+{
     std::thread::scope(|scope| {
         let (tx, rx) = sync_channel::<Vec<Result<RawFrame>>>(CHANNEL_CHUNKS);
         // Frames the fold is done with go back to be freed here, where they were allocated:
@@ -181,8 +194,14 @@ where
             done: Vec::new(),
         };
         for chunk in rx {
+            let mut last_seq = None;
             for frame in chunk {
-                fold.frame(frame?)?;
+                let frame = frame?;
+                last_seq = Some(frame.seq);
+                fold.frame(frame)?;
+            }
+            if let Some(seq) = last_seq {
+                progress(seq);
             }
             // Never waits: when the way back is full (or closed), they are freed here.
             let _ = back_tx.try_send(std::mem::take(&mut fold.done));

@@ -17,7 +17,7 @@ use torrent_journal::model::{
     HookEvent, InfoHash, MetaInfo, SessionConfiguration, Timestamp, TorrentMetrics, TorrentState,
 };
 use torrent_journal::projection::{self, MemoryProjection};
-use torrent_journal::replay::{Peek, fold_frames, peek};
+use torrent_journal::replay::{Peek, fold_frames, fold_frames_with_progress, peek};
 use torrent_journal::state::{self, Effect, State};
 use torrent_journal::{Durability, Error, Journal, JournalOptions, JournalReader};
 
@@ -311,4 +311,32 @@ fn memory_catch_up_on_a_journal_equals_the_reducer() {
     for (hash, torrent) in &expected.torrents {
         assert_eq!(memory.get(hash).as_ref(), Some(torrent));
     }
+}
+
+#[test]
+fn progress_is_reported_while_folding_and_ends_at_the_last_frame() {
+    let events: Vec<Event> = (0..1000u32)
+        .map(|i| {
+            let n = u8::try_from(i % 50).unwrap();
+            let t = TorrentState::sample(hash(n), "t", Timestamp::from_unix_nanos(BASE_NANOS));
+            Event::TorrentSaved {
+                torrent: Box::new(t),
+            }
+        })
+        .collect();
+    let envelopes = envelopes(events);
+    let mut seen = Vec::new();
+    let folded = fold_frames_with_progress(
+        State::default(),
+        frames(&envelopes).into_iter().map(Ok),
+        &mut |seq| seen.push(seq),
+    )
+    .unwrap();
+    assert_eq!(folded, State::from_envelopes(&envelopes));
+    assert!(
+        seen.len() >= 2,
+        "progress during the fold, not only at the end: {seen:?}"
+    );
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    assert_eq!(seen.last(), Some(&1000));
 }

@@ -175,7 +175,7 @@ pub fn catch_up_from(
     let frames = reader.frames(from)?;
     if let Some(state) = projection.take_state() {
         let before = state.last_seq;
-        let state = replay::fold_frames(state, frames)?;
+        let state = replay::fold_frames_with_progress(state, frames, progress)?;
         let applied = state.last_seq - before;
         let last_seq = state.last_seq;
         projection.install_owned(state)?;
