@@ -87,7 +87,6 @@ pub struct WriterStatus {
     durable_seq: AtomicU64,
     bytes_written: AtomicU64,
     batches_written: AtomicU64,
-    syncs: AtomicU64,
 }
 
 impl WriterStatus {
@@ -104,11 +103,6 @@ impl WriterStatus {
     /// Batches (one `write` each, the group commits) this writer has written since it opened.
     pub fn batches_written(&self) -> u64 {
         self.batches_written.load(Ordering::Acquire)
-    }
-
-    /// `fdatasync`s of the active segment this writer has completed since it opened.
-    pub fn syncs(&self) -> u64 {
-        self.syncs.load(Ordering::Acquire)
     }
 
     /// Seq of the last event known durable (0 if none).
@@ -366,7 +360,6 @@ impl Writer {
             return Ok(());
         }
         self.file.sync_data().ctx("fdatasync", &self.active_path)?;
-        self.status.syncs.fetch_add(1, Ordering::AcqRel);
         self.status
             .durable_seq
             .store(self.unsynced_through, Ordering::Release);
