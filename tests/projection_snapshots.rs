@@ -40,6 +40,14 @@ fn script() -> Vec<Envelope> {
     events.push(Event::TorrentDeleted {
         info_hash: InfoHash::V1([0xa1; 20]),
     });
+    let mut failing = extra(0xb2);
+    failing.error = Some("tracker: unregistered torrent".to_owned());
+    events.push(Event::Hook(HookRecord {
+        event: HookEvent::TorrentError,
+        torrent: Box::new(failing),
+        data: serde_json::Map::new(),
+        timestamp: Timestamp::from_unix_nanos(BASE_NANOS),
+    }));
     events.push(Event::Hook(HookRecord {
         event: HookEvent::TorrentRemoved,
         torrent: Box::new(extra(0xb2)),
@@ -75,9 +83,11 @@ fn snapshot(name: &str, value: &str) {
 fn memory_projection_snapshot() {
     let mut memory = MemoryProjection::new();
     memory.apply(&script()).unwrap();
+    let mut state = serde_json::to_value(memory.state()).unwrap();
+    summarize_metainfo(&mut state);
     snapshot(
         "projection_memory",
-        &serde_json::to_string_pretty(memory.state()).unwrap(),
+        &serde_json::to_string_pretty(&state).unwrap(),
     );
 }
 
@@ -113,7 +123,58 @@ fn sqlite_projection_snapshot() {
     let mut sqlite =
         SqliteProjection::open(tmp.path().join("p.db"), SqliteOptions::default()).unwrap();
     sqlite.apply(&script()).unwrap();
-    snapshot("projection_sqlite", &sqlite.dump_tables().unwrap());
+    snapshot(
+        "projection_sqlite",
+        &summarize_blobs(&sqlite.dump_tables().unwrap()),
+    );
+}
+
+/// Replaces every `meta_info` (base64 of a `.torrent`, 10 KB to MBs) by its length and checksum:
+/// a snapshot shows that the bytes changed, not the bytes.
+fn summarize_metainfo(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                match child {
+                    serde_json::Value::String(text) if key == "meta_info" => {
+                        let bytes = base64_len(text);
+                        *text = format!(
+                            "<{bytes} bytes, base64 crc32c {:08x}>",
+                            crc32(text.as_bytes())
+                        );
+                    }
+                    _ => summarize_metainfo(child),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(summarize_metainfo),
+        _ => {}
+    }
+}
+
+fn base64_len(text: &str) -> usize {
+    text.len() / 4 * 3 - text.bytes().rev().take_while(|&b| b == b'=').count()
+}
+
+/// Replaces each long SQL blob literal `x'<hex>'` in a table dump by its length and checksum.
+fn summarize_blobs(dump: &str) -> String {
+    let mut out = String::with_capacity(dump.len());
+    let mut rest = dump;
+    while let Some(start) = rest.find("x'") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('\'').expect("a closed blob literal");
+        let hex = &after[..end];
+        if hex.len() > 64 {
+            let crc = crc32(hex.as_bytes());
+            write!(out, "x'<{} bytes, hex crc32c {crc:08x}>'", hex.len() / 2).unwrap();
+        } else {
+            write!(out, "x'{hex}'").unwrap();
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A checksum to show binary files compactly (CRC-32/Castagnoli, bitwise: no extra dependency).
