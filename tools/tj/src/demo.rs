@@ -23,20 +23,20 @@ pub struct DemoArgs {
     #[arg(long, default_value = "./tj-data")]
     dir: PathBuf,
     /// Torrents the simulated client adds (1..=1000000).
-    #[arg(long, default_value_t = 200, value_parser = bounds::ranged::<usize>(1, bounds::MAX_TORRENTS))]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 200, value_parser = bounds::ranged::<usize>(1, bounds::MAX_TORRENTS))]
     torrents: usize,
     /// Events to append (default: 50 per torrent; 0..=100000000).
-    #[arg(long, value_parser = bounds::ranged::<usize>(0, bounds::MAX_EVENTS))]
+    #[arg(long, allow_negative_numbers = true, value_parser = bounds::ranged::<usize>(0, bounds::MAX_EVENTS))]
     events: Option<usize>,
     /// Concurrent client tasks (1..=1024).
-    #[arg(long, default_value_t = 16, value_parser = bounds::ranged::<usize>(1, bounds::MAX_TASKS))]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 16, value_parser = bounds::ranged::<usize>(1, bounds::MAX_TASKS))]
     tasks: usize,
     /// `every-batch` (default), `interval:T` (T in ms, or a duration such as `250ms` or `2s`;
     /// 1 ms to 1 h) or `never`.
     #[arg(long, default_value = "every-batch", value_parser = bounds::durability)]
     durability: Durability,
     /// Segment size in MiB (1..=1024).
-    #[arg(long, default_value_t = 64, value_parser = bounds::ranged::<u64>(1, bounds::MAX_SEGMENT_MIB))]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 64, value_parser = bounds::ranged::<u64>(1, bounds::MAX_SEGMENT_MIB))]
     segment_mib: u64,
     /// Projections to materialize besides memory: `sqlite` (DIR/state.db), `files`
     /// (DIR/files/), `memory` (none on disk) or `all`.

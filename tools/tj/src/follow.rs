@@ -43,17 +43,17 @@ pub struct FollowArgs {
 #[derive(Debug, Clone, Args)]
 pub struct FollowFlags {
     /// Re-check the journal at least this often, file notification or not (1..=3600000).
-    #[arg(long, default_value_t = 100, value_parser = bounds::ranged::<u64>(1, bounds::MAX_INTERVAL_MS))]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 100, value_parser = bounds::ranged::<u64>(1, bounds::MAX_INTERVAL_MS))]
     pub poll_interval_ms: u64,
     /// Show events once written instead of once durable: lower latency, but may show events a
     /// power cut takes back.
     #[arg(long)]
     pub read_ahead: bool,
     /// Stop (exit 0) once seq N has been applied or printed. Default: follow until Ctrl-C.
-    #[arg(long, value_name = "N", value_parser = bounds::seq())]
+    #[arg(long, allow_negative_numbers = true, value_name = "N", value_parser = bounds::seq())]
     pub exit_at_seq: Option<u64>,
     /// Stop (exit 0) after this long without a new event (1..=2592000000, 30 days).
-    #[arg(long, value_name = "MS", value_parser = bounds::ranged::<u64>(1, bounds::MAX_IDLE_MS))]
+    #[arg(long, allow_negative_numbers = true, value_name = "MS", value_parser = bounds::ranged::<u64>(1, bounds::MAX_IDLE_MS))]
     pub idle_exit_ms: Option<u64>,
 }
 

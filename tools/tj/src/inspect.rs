@@ -35,7 +35,7 @@ pub struct TailArgs {
     /// Store directory.
     dir: PathBuf,
     /// First seq to print.
-    #[arg(long, default_value_t = 1, value_parser = crate::bounds::seq())]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1, value_parser = crate::bounds::seq())]
     from: u64,
     /// Keep printing events as they become durable (until Ctrl-C or an exit flag below).
     #[arg(long)]

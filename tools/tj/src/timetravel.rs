@@ -65,10 +65,10 @@ pub struct CompactArgs {
     dir: PathBuf,
     /// Keep the events committed in the last DURATION before the head's commit time (e.g. 7d,
     /// 12h, "1d 12h", 2w; read by humantime).
-    #[arg(long, conflicts_with = "retain_events", value_parser = crate::bounds::duration)]
+    #[arg(long, allow_hyphen_values = true, conflicts_with = "retain_events", value_parser = crate::bounds::duration)]
     retain: Option<Duration>,
     /// Keep the last N events.
-    #[arg(long, value_parser = crate::bounds::seq())]
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::bounds::seq())]
     retain_events: Option<u64>,
     /// Move removed segments here instead of deleting them (created, durably, if missing).
     #[arg(long)]
