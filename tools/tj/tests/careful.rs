@@ -3,7 +3,10 @@
 //! with nothing on stderr; `history` of a torrent with no event says so and exits 4 (`-q`:
 //! silently); `restore` refuses an existing target (exit 2, target untouched) unless
 //! `--force`; bad numbers and durations are usage errors naming the flag, never a panic, while
-//! `--retain "1d 12h"` works. Runs the real binary (`CARGO_BIN_EXE_tj`) in temporary
+//! `--retain "1d 12h"` works; `compact` seals the one active segment of a closed journal so it
+//! can be removed (into an `--archive` directory it creates), writes no snapshot when nothing
+//! is removable (counted over repeated runs), keeps export and the retained window intact, and
+//! its `--help` says what is kept and why. Runs the real binary (`CARGO_BIN_EXE_tj`) in temporary
 //! directories.
 
 use std::path::Path;
@@ -348,4 +351,131 @@ fn bad_numbers_and_durations_are_usage_errors_naming_the_flag() {
         0,
     );
     assert_eq!(json(&out)["durability"], "interval (250 ms)");
+}
+
+fn count(dir: &Path, suffix: &str) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_str()
+                    .unwrap()
+                    .ends_with(suffix)
+            })
+            .count()
+    })
+}
+
+#[test]
+fn compact_seals_a_single_segment_removes_it_and_never_adds_empty_snapshots() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("d");
+    let ds = d.to_str().unwrap();
+    demo(&d, "40", "2000");
+    let journal = d.join("journal");
+    let snapshots = d.join("snapshots");
+    assert_eq!(count(&journal, ".seg"), 1, "the demo wrote one segment");
+    let before = run(&["export", ds, "-q"], 0).0;
+
+    // 500 retained events: the one segment holds them, so it stays; it is sealed (a closed
+    // journal), and no snapshot is written, however often this runs.
+    for _ in 0..2 {
+        let report = json(&run(&["compact", ds, "--retain-events", "500", "--json"], 0).0);
+        assert_eq!(report["snapshot_written"], false, "{report}");
+        assert_eq!(report["segments_removed"], 0, "{report}");
+    }
+    assert_eq!(count(&snapshots, ".snap"), 0);
+    assert_eq!(
+        count(&journal, ".seg"),
+        2,
+        "sealed: a new empty active segment"
+    );
+
+    // More events land in the new segment; now the old one lies before the boundary and goes,
+    // into an archive directory that did not exist.
+    run(&["demo", "--dir", ds, "--events", "1000", "-q"], 0);
+    let after_demo = run(&["export", ds, "-q"], 0).0;
+    let archive = tmp.path().join("archive/nested");
+    let archive_arg = archive.to_str().unwrap();
+    let report = json(
+        &run(
+            &[
+                "compact",
+                ds,
+                "--retain-events",
+                "500",
+                "--archive",
+                archive_arg,
+                "--json",
+            ],
+            0,
+        )
+        .0,
+    );
+    assert_eq!(report["snapshot_seq"], 2500, "{report}");
+    assert_eq!(report["segments_removed"], 1, "{report}");
+    assert_eq!(report["segments_archived"], 1, "{report}");
+    assert_eq!(
+        count(&archive, ".seg"),
+        1,
+        "archived into the created directory"
+    );
+    assert_eq!(count(&snapshots, ".snap"), 1);
+    let stats = json(&run(&["stats", ds, "--json"], 0).0);
+    assert_eq!(stats["first_seq"], 2001, "{stats}");
+    assert_eq!(stats["last_seq"], 3000, "{stats}");
+    assert_eq!(run(&["export", ds, "-q"], 0).0, after_demo, "same state");
+    assert_eq!(
+        json(&run(&["export", ds, "--at", "2500", "-q"], 0).0)["seq"],
+        2500,
+        "the boundary is restorable"
+    );
+    // The archive still restores the old history.
+    let old = run(
+        &["export", ds, "--at", "2000", "--archive", archive_arg, "-q"],
+        0,
+    )
+    .0;
+    assert_eq!(old, before);
+
+    // A rerun with nothing new to remove writes nothing.
+    for _ in 0..2 {
+        let report = json(&run(&["compact", ds, "--retain-events", "500", "--json"], 0).0);
+        assert_eq!(report["snapshot_written"], false, "{report}");
+        assert_eq!(report["segments_removed"], 0, "{report}");
+    }
+    assert_eq!(count(&snapshots, ".snap"), 1, "no snapshot per no-op run");
+
+    // Everything retained is removed by compacting to the head; the store reopens and
+    // continues its seqs.
+    let report = json(&run(&["compact", ds, "--json"], 0).0);
+    assert_eq!(report["snapshot_seq"], 3000, "{report}");
+    assert!(
+        report["segments_removed"].as_u64().unwrap() >= 1,
+        "{report}"
+    );
+    assert_eq!(run(&["export", ds, "-q"], 0).0, after_demo);
+    run(&["verify", ds, "-q"], 0);
+    let more = json(&run(&["demo", "--dir", ds, "--events", "10", "--json", "-q"], 0).0);
+    assert_eq!(more["first_seq"], 3001);
+}
+
+#[test]
+fn compact_help_says_what_is_kept_and_why() {
+    let (help, _) = run(&["compact", "--help"], 0);
+    for needle in [
+        "retention boundary",
+        "--retain-events",
+        "--retain",
+        "snapshot",
+        "one older snapshot",
+        "only after the covering",
+        "durable",
+        "nothing to remove writes no snapshot",
+        "sealed",
+    ] {
+        assert!(help.contains(needle), "{needle:?} missing from:\n{help}");
+    }
 }
