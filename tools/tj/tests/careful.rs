@@ -139,9 +139,16 @@ fn quiet_silences_summaries_and_keeps_data() {
     assert_eq!((out.as_str(), err.as_str()), ("", ""));
     let (out, err) = run(&["compact", ds, "-q"], 0);
     assert_eq!((out.as_str(), err.as_str()), ("", ""));
-    assert_eq!(json(&run(&["stats", ds, "--json"], 0).0)["last_seq"], 1201);
+    let exported = json(&run(&["export", ds, "-q"], 0).0);
+    assert_eq!(exported["seq"], 1201, "the undelete event is the head");
+    assert_eq!(
+        count(&d.join("snapshots"), ".snap"),
+        1,
+        "compact wrote its snapshot"
+    );
     let (out, err) = run(&["demo", "--dir", ds, "--events", "10", "-q"], 0);
     assert_eq!((out.as_str(), err.as_str()), ("", ""));
+    assert_eq!(json(&run(&["export", ds, "-q"], 0).0)["seq"], 1211);
 }
 
 #[test]
