@@ -14,11 +14,17 @@
 //!    tombstones. If the boundary's events may still be unsynced in the active segment (a
 //!    writer with a relaxed durability policy), `fdatasync` that segment first: a snapshot must
 //!    never claim events a power cut could take back.
+//!    If the writer's active segment holds events at or before the boundary and no writer holds
+//!    the journal (its `LOCK` is free), seal it ([`journal::seal_active_segment`]: a new empty
+//!    segment at the next seq, created crash-safely) so it becomes removable. If no sealed
+//!    segment then lies wholly at or before the boundary, stop: a snapshot would only add bytes
+//!    (a rerun with nothing to remove writes nothing).
 //! 4. Write the snapshot durably (tmp → write → `fdatasync` → rename → directory fsync).
 //! 5. Only then remove the sealed segments whose events all lie at or before the boundary, in
 //!    seq order, fsyncing the journal directory after each removal, so a crash leaves a
 //!    contiguous suffix of segments (never a gap). With an archive directory, each segment is
-//!    first copied there durably.
+//!    first copied there durably (the archive directory is created first if missing, and the
+//!    parent of each directory created is fsynced).
 //! 6. Remove snapshots older than the boundary beyond the newest `keep_snapshots − 1`.
 //!
 //! A crash anywhere leaves either the old layout (plus perhaps a stray `*.tmp`, ignored and
@@ -231,19 +237,15 @@ pub fn compact(
     let _lock = take_lock(&*storage, dir)?;
     remove_leftover_tmp_files(&*storage, &snapshot::snapshots_dir(dir))?;
     if let Some(archive) = &options.archive {
+        create_dir_durably(&*storage, archive)?;
         remove_leftover_tmp_files(&*storage, archive)?;
     }
 
     // Listed once: everything but the last is sealed and immutable from here on. A last segment
     // with a torn header (a crash while it was created) will be removed by the writer's
     // recovery, which then continues the one before: that one is protected too.
-    let live = recovery::list_segments(&*storage, &journal_dir)?;
-    let torn_last = live.last().is_some_and(|last| {
-        storage
-            .file_len(&last.path)
-            .map_or(true, |len| len < SEGMENT_HEADER_BYTES as u64)
-    });
-    let sealed = &live[..live.len().saturating_sub(if torn_last { 2 } else { 1 })];
+    let mut live = recovery::list_segments(&*storage, &journal_dir)?;
+    let mut sealed = sealed_segments(&*storage, &live);
     let bytes_before = stored_bytes(&*storage, dir)?;
     let mut report = CompactReport {
         bytes_before,
@@ -289,6 +291,39 @@ pub fn compact(
         info!(%target, "nothing to compact: no event before the retention boundary");
         return Ok(report);
     }
+    // The active segment holds events the boundary covers: on a closed journal, seal it so this
+    // run (or a later one, once the boundary passes its end) can remove it. A live writer keeps
+    // its segment: compaction never takes its lock for long, nor touches what it writes.
+    if let Some(active) = live.last()
+        && active.first_seq <= boundary
+        && sealed.len() + 1 == live.len()
+    {
+        match journal::seal_active_segment(&*storage, dir) {
+            Ok(Some(_)) => {
+                live = recovery::list_segments(&*storage, &journal_dir)?;
+                sealed = sealed_segments(&*storage, &live);
+            }
+            Ok(None) => {}
+            Err(Error::Locked { .. }) => {
+                info!("a writer holds the journal: its active segment stays")
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    let removable = sealed
+        .iter()
+        .zip(live.iter().skip(1))
+        .take_while(|(_, next)| next.first_seq.saturating_sub(1) <= boundary)
+        .count();
+    let reuses_snapshot = built.base.as_ref().is_some_and(|base| base.seq == boundary);
+    if removable == 0 && !reuses_snapshot {
+        // A snapshot would only add bytes: no segment lies wholly at or before the boundary.
+        info!(
+            boundary,
+            "nothing to compact: no sealed segment lies wholly before the boundary"
+        );
+        return Ok(report);
+    }
     match &built.base {
         Some(base) if base.seq == boundary => {
             report.snapshot_path = Some(base.path.clone());
@@ -320,10 +355,7 @@ pub fn compact(
     report.snapshot_seq = Some(boundary);
 
     // The snapshot is durable: the segments it covers may go, oldest first.
-    for (segment, next) in sealed.iter().zip(live.iter().skip(1)) {
-        if next.first_seq.saturating_sub(1) > boundary {
-            break;
-        }
+    for segment in &sealed[..removable] {
         if let Some(archive) = &options.archive {
             let copy = archive_segment(&*storage, archive, segment)?;
             report.segments_archived.push(copy);
@@ -411,13 +443,7 @@ fn archive_segment(
     archive: &Path,
     segment: &recovery::SegmentInfo,
 ) -> Result<PathBuf> {
-    if !storage.is_dir(archive) {
-        storage
-            .create_dir_all(archive)
-            .ctx("create directory", archive)?;
-        let parent = storage::parent_dir(archive);
-        storage.sync_dir(parent).ctx("fsync dir", parent)?;
-    }
+    create_dir_durably(storage, archive)?;
     let bytes = recovery::read_segment(storage, segment)?;
     let name = segment.path.file_name().ok_or_else(|| {
         Error::InvalidArgument(format!(
@@ -428,6 +454,44 @@ fn archive_segment(
     let copy = archive.join(name);
     storage::write_atomic(storage, &copy, &bytes).ctx("archive segment", &copy)?;
     Ok(copy)
+}
+
+/// The sealed segments of `live` (listed in seq order): all but the last, and not the one
+/// before a last segment with a torn header (recovery removes that one and continues the
+/// previous).
+fn sealed_segments(
+    storage: &dyn Storage,
+    live: &[recovery::SegmentInfo],
+) -> Vec<recovery::SegmentInfo> {
+    let torn_last = live.last().is_some_and(|last| {
+        storage
+            .file_len(&last.path)
+            .map_or(true, |len| len < SEGMENT_HEADER_BYTES as u64)
+    });
+    live[..live.len().saturating_sub(if torn_last { 2 } else { 1 })].to_vec()
+}
+
+/// Creates `dir` and any missing ancestors, then fsyncs the parent of each one created
+/// (outermost first), so the new directories survive a power cut.
+fn create_dir_durably(storage: &dyn Storage, dir: &Path) -> Result<()> {
+    if storage.is_dir(dir) {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    let mut path = dir;
+    while !storage.exists(path) {
+        missing.push(path);
+        match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => path = parent,
+            _ => break,
+        }
+    }
+    storage.create_dir_all(dir).ctx("create directory", dir)?;
+    for created in missing.iter().rev() {
+        let parent = storage::parent_dir(created);
+        storage.sync_dir(parent).ctx("fsync dir", parent)?;
+    }
+    Ok(())
 }
 
 fn take_lock(storage: &dyn Storage, dir: &Path) -> Result<Box<dyn LockGuard>> {

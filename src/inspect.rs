@@ -36,7 +36,9 @@ pub fn stats(reader: &JournalReader) -> Result<JournalStats> {
         stats.bytes += len.ctx("stat", &segment.path)?;
     }
     let mut torrents = HashSet::new();
-    for envelope in reader.events(0)? {
+    // From the first retained event: compaction may have removed the journal's beginning.
+    let first_retained = segments.first().map_or(1, |s| s.first_seq);
+    for envelope in reader.events(first_retained)? {
         let envelope = envelope?;
         stats.events += 1;
         stats.first_seq.get_or_insert(envelope.seq);

@@ -414,6 +414,29 @@ fn prepare_dir(storage: &dyn Storage, dir: &Path) -> Result<()> {
         .ctx("fsync dir", dir)
 }
 
+/// Seals the active segment of a **closed** journal in store directory `dir`, so compaction may
+/// remove it once a snapshot covers its events. Under the writer's lock it recovers the journal
+/// exactly as opening it would (torn tail cut, padding trimmed, everything synced), then starts
+/// a new, empty segment at the next seq crash-safely (tmp → header → `fdatasync` → rename →
+/// directory fsync): the seqs stay contiguous and a writer opening the journal later continues
+/// in the new segment. Returns the new segment's path, or `None` when the active segment holds
+/// no event (nothing to seal). Fails with [`Error::Locked`] while a writer holds the journal.
+pub fn seal_active_segment(storage: &dyn Storage, dir: &Path) -> Result<Option<PathBuf>> {
+    let _lock = take_lock(storage, dir)?;
+    let journal = journal_dir(dir);
+    let recovered = recovery::recover(storage, &journal)?;
+    let Some(active) = recovered.segments.last() else {
+        return Ok(None);
+    };
+    if recovered.next_seq <= active.first_seq {
+        return Ok(None);
+    }
+    let created = crate::model::Timestamp::now().as_unix_nanos();
+    let (_file, path) = writer::create_segment(storage, &journal, recovered.next_seq, created)?;
+    tracing::info!(sealed = %active.path.display(), next = %path.display(), "sealed the active segment");
+    Ok(Some(path))
+}
+
 fn take_lock(storage: &dyn Storage, dir: &Path) -> Result<Box<dyn crate::storage::LockGuard>> {
     let path = dir.join(LOCK_FILE_NAME);
     match storage

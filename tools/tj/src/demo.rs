@@ -15,27 +15,28 @@ use torrent_journal::model::Timestamp;
 use torrent_journal::simulate::Simulation;
 use torrent_journal::{Durability, JournalOptions, StoreOptions, TorrentStore};
 
-use crate::{CmdResult, Failure};
+use crate::{CmdResult, Failure, bounds};
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Store directory (created if missing; an existing journal is continued).
     #[arg(long, default_value = "./tj-data")]
     dir: PathBuf,
-    /// Torrents the simulated client adds.
-    #[arg(long, default_value_t = 200)]
+    /// Torrents the simulated client adds (1..=1000000).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 200, value_parser = bounds::ranged::<usize>(1, bounds::MAX_TORRENTS))]
     torrents: usize,
-    /// Events to append (default: 50 per torrent).
-    #[arg(long)]
+    /// Events to append (default: 50 per torrent; 0..=100000000).
+    #[arg(long, allow_negative_numbers = true, value_parser = bounds::ranged::<usize>(0, bounds::MAX_EVENTS))]
     events: Option<usize>,
-    /// Concurrent client tasks.
-    #[arg(long, default_value_t = 16)]
+    /// Concurrent client tasks (1..=1024).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 16, value_parser = bounds::ranged::<usize>(1, bounds::MAX_TASKS))]
     tasks: usize,
-    /// `every-batch` (default), `interval:MS` or `never`.
-    #[arg(long, default_value = "every-batch", value_parser = parse_durability)]
+    /// `every-batch` (default), `interval:T` (T in ms, or a duration such as `250ms` or `2s`;
+    /// 1 ms to 1 h) or `never`.
+    #[arg(long, default_value = "every-batch", value_parser = bounds::durability)]
     durability: Durability,
-    /// Segment size in MiB.
-    #[arg(long, default_value_t = 64)]
+    /// Segment size in MiB (1..=1024).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 64, value_parser = bounds::ranged::<u64>(1, bounds::MAX_SEGMENT_MIB))]
     segment_mib: u64,
     /// Projections to materialize besides memory: `sqlite` (DIR/state.db), `files`
     /// (DIR/files/), `memory` (none on disk) or `all`.
@@ -44,19 +45,6 @@ pub struct DemoArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
-}
-
-fn parse_durability(text: &str) -> Result<Durability, String> {
-    match text {
-        "every-batch" => Ok(Durability::EveryBatch),
-        "never" => Ok(Durability::Never),
-        _ => match text.strip_prefix("interval:").map(str::parse) {
-            Some(Ok(interval_ms)) if interval_ms > 0 => Ok(Durability::Interval { interval_ms }),
-            _ => Err(format!(
-                "expected every-batch, interval:MS or never, got {text:?}"
-            )),
-        },
-    }
 }
 
 #[derive(Debug, Serialize)]
@@ -79,13 +67,21 @@ struct Summary {
 }
 
 pub fn run(args: DemoArgs, quiet: bool) -> CmdResult {
-    if args.tasks == 0 {
-        return Err(Failure::usage("--tasks must be at least 1"));
-    }
-    let events = args.events.unwrap_or(args.torrents * 50);
+    // The parsers bound every number; checked all the same, so no input can overflow.
+    let events = match args.events {
+        Some(events) => events,
+        None => args
+            .torrents
+            .checked_mul(50)
+            .ok_or_else(|| Failure::usage("--torrents is too large"))?,
+    };
+    let segment_size_bytes = args
+        .segment_mib
+        .checked_mul(1024 * 1024)
+        .ok_or_else(|| Failure::usage("--segment-mib is too large"))?;
     let journal = JournalOptions {
         durability: args.durability,
-        segment_size_bytes: args.segment_mib.max(1) * 1024 * 1024,
+        segment_size_bytes,
         ..JournalOptions::default()
     };
     let mut options = StoreOptions {
@@ -149,7 +145,9 @@ pub fn run(args: DemoArgs, quiet: bool) -> CmdResult {
         mib_per_sec: summary.bytes as f64 / 1048576.0 / elapsed.as_secs_f64().max(1e-9),
         ..summary
     };
-    print_summary(&summary, args.json)?;
+    if args.json || !quiet {
+        print_summary(&summary, args.json)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -19,7 +19,7 @@ use torrent_journal::storage::RealStorage;
 use torrent_journal::{Envelope, Error, JournalReader, event, snapshot};
 
 use crate::replay::{Target, parse_target};
-use crate::{CmdResult, Failure};
+use crate::{CmdResult, Failure, bounds};
 
 #[derive(Debug, Args)]
 pub struct FollowArgs {
@@ -42,18 +42,18 @@ pub struct FollowArgs {
 /// How long to follow, and how. Shared by `tj follow` and `tj tail --follow`.
 #[derive(Debug, Clone, Args)]
 pub struct FollowFlags {
-    /// Re-check the journal at least this often, file notification or not.
-    #[arg(long, default_value_t = 100)]
+    /// Re-check the journal at least this often, file notification or not (1..=3600000).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 100, value_parser = bounds::ranged::<u64>(1, bounds::MAX_INTERVAL_MS))]
     pub poll_interval_ms: u64,
     /// Show events once written instead of once durable: lower latency, but may show events a
     /// power cut takes back.
     #[arg(long)]
     pub read_ahead: bool,
     /// Stop (exit 0) once seq N has been applied or printed. Default: follow until Ctrl-C.
-    #[arg(long, value_name = "N")]
+    #[arg(long, allow_negative_numbers = true, value_name = "N", value_parser = bounds::seq())]
     pub exit_at_seq: Option<u64>,
-    /// Stop (exit 0) after this long without a new event.
-    #[arg(long, value_name = "MS")]
+    /// Stop (exit 0) after this long without a new event (1..=2592000000, 30 days).
+    #[arg(long, allow_negative_numbers = true, value_name = "MS", value_parser = bounds::ranged::<u64>(1, bounds::MAX_IDLE_MS))]
     pub idle_exit_ms: Option<u64>,
 }
 

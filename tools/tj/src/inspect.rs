@@ -1,5 +1,6 @@
 //! `tj stats`, `tj verify`, `tj tail`: read-only views of a journal.
 
+use std::fmt::Write as _;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,7 +35,7 @@ pub struct TailArgs {
     /// Store directory.
     dir: PathBuf,
     /// First seq to print.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1, value_parser = crate::bounds::seq())]
     from: u64,
     /// Keep printing events as they become durable (until Ctrl-C or an exit flag below).
     #[arg(long)]
@@ -44,34 +45,41 @@ pub struct TailArgs {
     follow_flags: crate::follow::FollowFlags,
 }
 
-pub fn stats(args: StatsArgs) -> CmdResult {
+pub fn stats(args: StatsArgs, quiet: bool) -> CmdResult {
     let reader = JournalReader::open(&args.dir)?;
     let stats = inspect::stats(&reader)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&stats)?);
+        crate::emit(&format!("{}\n", serde_json::to_string_pretty(&stats)?))?;
         return Ok(ExitCode::SUCCESS);
     }
+    if quiet {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut text = String::new();
     let time =
         |t: Option<torrent_journal::model::Timestamp>| t.map_or("-".into(), |t| t.to_string());
     let seq = |s: Option<u64>| s.map_or("-".into(), |s| s.to_string());
-    println!("journal       {}", args.dir.display());
-    println!("segments      {}", stats.segments);
-    println!("bytes         {}", stats.bytes);
-    println!("events        {}", stats.events);
-    println!(
+    writeln!(text, "journal       {}", args.dir.display())?;
+    writeln!(text, "segments      {}", stats.segments)?;
+    writeln!(text, "bytes         {}", stats.bytes)?;
+    writeln!(text, "events        {}", stats.events)?;
+    writeln!(
+        text,
         "first seq     {}  at {}",
         seq(stats.first_seq),
         time(stats.first_at)
-    );
-    println!(
+    )?;
+    writeln!(
+        text,
         "last seq      {}  at {}",
         seq(stats.last_seq),
         time(stats.last_at)
-    );
-    println!("torrents seen {}", stats.torrents_seen);
+    )?;
+    writeln!(text, "torrents seen {}", stats.torrents_seen)?;
     for (kind, count) in &stats.events_by_kind {
-        println!("  {kind:<22}{count}");
+        writeln!(text, "  {kind:<22}{count}")?;
     }
+    crate::emit(&text)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -131,9 +139,16 @@ pub fn verify(args: VerifyArgs, quiet: bool) -> CmdResult {
     )?;
     bar.finish_and_clear();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_report(&args.dir, &report);
+        crate::emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
+    } else if !quiet {
+        print_report(&args.dir, &report)?;
+    } else if !report.is_clean() {
+        // Damage is an error: the one line -q still prints (on stderr).
+        eprintln!(
+            "tj: {}: {} problem(s) found",
+            args.dir.display(),
+            report.problems.len()
+        );
     }
     Ok(if report.is_clean() {
         ExitCode::SUCCESS
@@ -142,45 +157,50 @@ pub fn verify(args: VerifyArgs, quiet: bool) -> CmdResult {
     })
 }
 
-fn print_report(dir: &std::path::Path, report: &VerifyReport) {
+fn print_report(dir: &std::path::Path, report: &VerifyReport) -> anyhow::Result<()> {
+    let mut text = String::new();
     let range = match (report.first_seq, report.last_seq) {
         (Some(first), Some(last)) => format!("seq {first}..={last}"),
         _ => "no events".into(),
     };
-    println!(
+    writeln!(
+        text,
         "{}: {} segments, {} bytes, {} events ({range})",
         dir.display(),
         report.segments,
         report.bytes,
         report.events
-    );
+    )?;
     for problem in &report.problems {
         let seq = problem.seq.map_or(String::new(), |s| format!(" seq {s}"));
-        println!(
+        writeln!(
+            text,
             "DAMAGE {:?} in {} at offset {}{seq}: {} ({} bytes)",
             problem.kind,
             problem.segment.display(),
             problem.offset,
             problem.detail,
             problem.damaged_bytes
-        );
+        )?;
         if !problem.affected_torrents.is_empty() {
             let hashes: Vec<String> = problem
                 .affected_torrents
                 .iter()
                 .map(|h| h.to_hex())
                 .collect();
-            println!(
+            writeln!(
+                text,
                 "  torrents whose events seem affected: {}",
                 hashes.join(", ")
-            );
+            )?;
         }
     }
     if report.is_clean() {
-        println!("ok: every frame verified");
+        writeln!(text, "ok: every frame verified")?;
     } else {
-        println!("{} problem(s) found", report.problems.len());
+        writeln!(text, "{} problem(s) found", report.problems.len())?;
     }
+    crate::emit(&text)
 }
 
 pub fn tail(args: TailArgs) -> CmdResult {
@@ -224,11 +244,14 @@ pub struct SalvageArgs {
     json: bool,
 }
 
-pub fn salvage(args: SalvageArgs) -> CmdResult {
+pub fn salvage(args: SalvageArgs, quiet: bool) -> CmdResult {
     JournalReader::open(&args.dir)?;
     let report = torrent_journal::salvage::salvage(&RealStorage, &args.dir, &args.out)?;
     if args.json {
         crate::emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if quiet {
         return Ok(ExitCode::SUCCESS);
     }
     let mut text = format!(

@@ -1,5 +1,6 @@
 //! `tj`: the operator tool for torrent-journal. Thin glue: parsing, printing, exit codes.
 
+mod bounds;
 mod demo;
 mod follow;
 mod inspect;
@@ -15,13 +16,22 @@ Exit codes:
   0  success (for verify: the journal is clean)
   1  the journal is damaged (verify found problems, or an operation hit damage)
   2  usage error: bad arguments, or DIR is not a journal
-  3  any other failure (I/O error, lock held by another writer, ...)";
+  3  any other failure (I/O error, lock held by another writer, ...)
+  4  nothing found: the command ran but had nothing to show (history: no retained event of
+     that torrent), like grep's 1";
+
+/// Exit code 4: the command ran and found nothing (see [`EXIT_CODES`]).
+pub const EXIT_NOTHING_FOUND: u8 = 4;
 
 /// Operate a torrent-journal store: simulate a client, inspect, verify.
 #[derive(Debug, Parser)]
 #[command(name = "tj", version, after_help = EXIT_CODES)]
 struct Cli {
-    /// Print only errors.
+    /// Print only errors, and the data a command exists to produce: no progress bars, summaries
+    /// or notes. `tail`, `export` and `history` still print their events/state, and any
+    /// `--json` report is still printed (you asked for it); summary commands (`demo`, `stats`,
+    /// `verify`, `replay`, `follow`, `restore`, `compact`, `undelete`, `salvage`) print
+    /// nothing on stdout and speak through their exit code.
     #[arg(long, short, global = true)]
     quiet: bool,
     #[command(subcommand)]
@@ -52,6 +62,21 @@ enum Command {
     /// Print every retained event of one torrent, in order, as JSON lines.
     History(timetravel::HistoryArgs),
     /// Snapshot at the retention boundary, then remove (or archive) the covered segments.
+    ///
+    /// What is kept: every event at or after the retention boundary — the head minus
+    /// `--retain-events N`, or the last event committed before the head's commit time minus
+    /// `--retain DURATION` (none given: the head itself) — so `restore`/`export` work anywhere
+    /// in that window; the snapshot at the boundary (it holds the state the removed events
+    /// built, plus tombstones so `undelete` works for 7 days) and one older snapshot; and the
+    /// segment being written. The active segment of a closed journal (no writer holds its
+    /// lock) is sealed first, so its events can be covered too.
+    ///
+    /// Why it is safe: segments are deleted (or moved to `--archive`) only after the covering
+    /// snapshot is durable (written to a temporary file, fsynced, renamed, directory
+    /// fsynced), oldest first, so a crash at any point leaves a store that opens to the same
+    /// state. A run with nothing to remove writes no snapshot. Safe while a client writes:
+    /// compaction never takes the writer's lock and never touches its active segment.
+    #[command(verbatim_doc_comment)]
     Compact(timetravel::CompactArgs),
     /// Restore a removed torrent from its last state (appends an event).
     Undelete(timetravel::UndeleteArgs),
@@ -117,17 +142,17 @@ fn main() -> ExitCode {
     init_tracing(cli.quiet);
     let result = match cli.command {
         Command::Demo(args) => demo::run(args, cli.quiet),
-        Command::Stats(args) => inspect::stats(args),
+        Command::Stats(args) => inspect::stats(args, cli.quiet),
         Command::Verify(args) => inspect::verify(args, cli.quiet),
         Command::Tail(args) => inspect::tail(args),
         Command::Replay(args) => replay::run(args, cli.quiet),
         Command::Follow(args) => follow::run(args, cli.quiet),
         Command::Restore(args) => timetravel::restore(args, cli.quiet),
         Command::Export(args) => timetravel::export(args, cli.quiet),
-        Command::History(args) => timetravel::history(args),
+        Command::History(args) => timetravel::history(args, cli.quiet),
         Command::Compact(args) => timetravel::compact(args, cli.quiet),
         Command::Undelete(args) => timetravel::undelete(args, cli.quiet),
-        Command::Salvage(args) => inspect::salvage(args),
+        Command::Salvage(args) => inspect::salvage(args, cli.quiet),
     };
     match result {
         Ok(code) => code,

@@ -86,14 +86,14 @@ pub fn run(args: ReplayArgs, quiet: bool) -> CmdResult {
     let elapsed = started.elapsed();
     bar.finish_and_clear();
     if !quiet {
-        println!(
-            "replayed {} events into {} in {:.1} ms: {:.0} events/s (checkpoint seq {})",
+        crate::emit(&format!(
+            "replayed {} events into {} in {:.1} ms: {:.0} events/s (checkpoint seq {})\n",
             done.applied,
             projection.name(),
             elapsed.as_secs_f64() * 1e3,
             done.applied as f64 / elapsed.as_secs_f64().max(1e-9),
             done.checkpoint.seq
-        );
+        ))?;
     }
     Ok(ExitCode::SUCCESS)
 }

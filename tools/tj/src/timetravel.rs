@@ -31,6 +31,9 @@ pub struct RestoreArgs {
     /// Also read segments compaction moved to this directory.
     #[arg(long)]
     archive: Option<PathBuf>,
+    /// Replace an existing target (without it, an existing PATH or DIR is refused, exit 2).
+    #[arg(long)]
+    force: bool,
     /// Print a JSON summary.
     #[arg(long)]
     json: bool,
@@ -60,13 +63,14 @@ pub struct HistoryArgs {
 pub struct CompactArgs {
     /// Store directory (may be open by a live writer in another process).
     dir: PathBuf,
-    /// Keep the events of the last DURATION (e.g. 7d, 12h, 1d12h) before the head.
-    #[arg(long, conflicts_with = "retain_events")]
-    retain: Option<String>,
+    /// Keep the events committed in the last DURATION before the head's commit time (e.g. 7d,
+    /// 12h, "1d 12h", 2w; read by humantime).
+    #[arg(long, allow_hyphen_values = true, conflicts_with = "retain_events", value_parser = crate::bounds::duration)]
+    retain: Option<Duration>,
     /// Keep the last N events.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::bounds::seq())]
     retain_events: Option<u64>,
-    /// Move removed segments here instead of deleting them.
+    /// Move removed segments here instead of deleting them (created, durably, if missing).
     #[arg(long)]
     archive: Option<PathBuf>,
     /// Print a JSON report.
@@ -131,9 +135,22 @@ fn refuse_live_target(dir: &Path, into: &Into) -> Result<(), Failure> {
     Ok(())
 }
 
+/// An existing target is replaced only with `--force`.
+fn refuse_existing_target(into: &Into, force: bool) -> Result<(), Failure> {
+    let (Into::Sqlite(path) | Into::Files(path)) = into;
+    if !force && std::fs::symlink_metadata(path).is_ok() {
+        return Err(Failure::usage(format!(
+            "{} exists; restore into a new path, or pass --force to replace it",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 pub fn restore(args: RestoreArgs, quiet: bool) -> CmdResult {
     JournalReader::open(&args.dir)?;
     refuse_live_target(&args.dir, &args.into)?;
+    refuse_existing_target(&args.into, args.force)?;
     let started = Instant::now();
     let point = point(&args.dir, args.archive.as_deref(), args.at, quiet)?;
     let mut projection = args.into.open(false)?;
@@ -174,12 +191,23 @@ pub fn export(args: ExportArgs, quiet: bool) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn history(args: HistoryArgs) -> CmdResult {
+pub fn history(args: HistoryArgs, quiet: bool) -> CmdResult {
     let reader = JournalReader::open(&args.dir)?;
     let mut text = String::new();
     for envelope in history::torrent_history(&reader, &args.info_hash)? {
         text.push_str(&serde_json::to_string(&event::to_json_line(&envelope))?);
         text.push('\n');
+    }
+    if text.is_empty() {
+        // Not an error, a result (like grep finding no line): exit 4 says it, -q keeps quiet.
+        if !quiet {
+            eprintln!(
+                "tj: no retained event of torrent {} in {}",
+                args.info_hash,
+                args.dir.display()
+            );
+        }
+        return Ok(ExitCode::from(crate::EXIT_NOTHING_FOUND));
     }
     emit(&text)?;
     Ok(ExitCode::SUCCESS)
@@ -188,7 +216,7 @@ pub fn history(args: HistoryArgs) -> CmdResult {
 pub fn compact(args: CompactArgs, quiet: bool) -> CmdResult {
     JournalReader::open(&args.dir)?;
     let retain = match (&args.retain, args.retain_events) {
-        (Some(duration), _) => Retention::Duration(compaction::parse_duration(duration)?),
+        (Some(duration), _) => Retention::Duration(*duration),
         (None, Some(events)) => Retention::Events(events),
         (None, None) => Retention::None,
     };
