@@ -37,8 +37,7 @@ pub fn stats(reader: &JournalReader) -> Result<JournalStats> {
     }
     let mut torrents = HashSet::new();
     // From the first retained event: compaction may have removed the journal's beginning.
-    let first_retained = segments.first().map_or(1, |s| s.first_seq);
-    for envelope in reader.events(first_retained)? {
+    for envelope in reader.events(reader.first_retained_seq()?)? {
         let envelope = envelope?;
         stats.events += 1;
         stats.first_seq.get_or_insert(envelope.seq);

@@ -90,6 +90,12 @@ impl JournalReader {
         recovery::list_segments(&*self.storage, &self.journal_dir)
     }
 
+    /// The first seq the journal still holds: 1, or where compaction left it (the events before
+    /// it live only in a snapshot).
+    pub fn first_retained_seq(&self) -> Result<u64> {
+        Ok(self.segments()?.first().map_or(1, |s| s.first_seq.max(1)))
+    }
+
     /// The seq and commit time of the last event, reading only the last non-empty segment.
     pub fn head(&self) -> Result<Option<(u64, Timestamp)>> {
         let segments = self.segments()?;

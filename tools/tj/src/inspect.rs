@@ -34,9 +34,10 @@ pub struct VerifyArgs {
 pub struct TailArgs {
     /// Store directory.
     dir: PathBuf,
-    /// First seq to print.
-    #[arg(long, allow_negative_numbers = true, default_value_t = 1, value_parser = crate::bounds::seq())]
-    from: u64,
+    /// First seq to print (default: the first the journal still holds; after compaction the
+    /// earlier events live only in a snapshot, see `tj export --at`).
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::bounds::seq())]
+    from: Option<u64>,
     /// Keep printing events as they become durable (until Ctrl-C or an exit flag below).
     #[arg(long)]
     follow: bool,
@@ -75,6 +76,12 @@ pub fn stats(args: StatsArgs, quiet: bool) -> CmdResult {
         seq(stats.last_seq),
         time(stats.last_at)
     )?;
+    if let Some(first) = stats.first_seq.filter(|&seq| seq > 1) {
+        writeln!(
+            text,
+            "retained      from seq {first} (compaction moved the events before it into a snapshot)"
+        )?;
+    }
     writeln!(text, "torrents seen {}", stats.torrents_seen)?;
     for (kind, count) in &stats.events_by_kind {
         writeln!(text, "  {kind:<22}{count}")?;
@@ -203,19 +210,27 @@ fn print_report(dir: &std::path::Path, report: &VerifyReport) -> anyhow::Result<
     crate::emit(&text)
 }
 
-pub fn tail(args: TailArgs) -> CmdResult {
+pub fn tail(args: TailArgs, quiet: bool) -> CmdResult {
+    let reader = JournalReader::open(&args.dir)?;
+    let first_retained = reader.first_retained_seq()?;
+    if args.from.is_none() && first_retained > 1 && !quiet {
+        eprintln!(
+            "tj tail: the journal holds seq {first_retained} onward (compaction moved the events \
+             before it into a snapshot)"
+        );
+    }
+    let from = args.from.unwrap_or(first_retained);
     if args.follow {
-        return crate::follow::tail(&args.dir, args.from, &args.follow_flags);
+        return crate::follow::tail(&args.dir, from, &args.follow_flags);
     }
     if args.follow_flags.any_set() {
         return Err(crate::Failure::usage(
             "--poll-interval-ms, --read-ahead, --exit-at-seq and --idle-exit-ms need --follow",
         ));
     }
-    let reader = JournalReader::open(&args.dir)?;
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    for envelope in reader.events(args.from)? {
+    for envelope in reader.events(from)? {
         let mut line = serde_json::to_string(&event::to_json_line(&envelope?))?;
         line.push('\n');
         if let Err(err) = out.write_all(line.as_bytes()) {

@@ -144,7 +144,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args, cli.quiet),
         Command::Stats(args) => inspect::stats(args, cli.quiet),
         Command::Verify(args) => inspect::verify(args, cli.quiet),
-        Command::Tail(args) => inspect::tail(args),
+        Command::Tail(args) => inspect::tail(args, cli.quiet),
         Command::Replay(args) => replay::run(args, cli.quiet),
         Command::Follow(args) => follow::run(args, cli.quiet),
         Command::Restore(args) => timetravel::restore(args, cli.quiet),

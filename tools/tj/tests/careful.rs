@@ -380,7 +380,16 @@ fn compact_seals_a_single_segment_removes_it_and_never_adds_empty_snapshots() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path().join("d");
     let ds = d.to_str().unwrap();
-    demo(&d, "40", "2000");
+    // Segments large enough that each demo run fits in one (real torrents make big events).
+    let big = ["--segment-mib", "1024", "-q"];
+    run(
+        &[
+            &["demo", "--dir", ds, "--torrents", "40", "--events", "2000"],
+            &big[..],
+        ]
+        .concat(),
+        0,
+    );
     let journal = d.join("journal");
     let snapshots = d.join("snapshots");
     assert_eq!(count(&journal, ".seg"), 1, "the demo wrote one segment");
@@ -402,7 +411,10 @@ fn compact_seals_a_single_segment_removes_it_and_never_adds_empty_snapshots() {
 
     // More events land in the new segment; now the old one lies before the boundary and goes,
     // into an archive directory that did not exist.
-    run(&["demo", "--dir", ds, "--events", "1000", "-q"], 0);
+    run(
+        &[&["demo", "--dir", ds, "--events", "1000"], &big[..]].concat(),
+        0,
+    );
     let after_demo = run(&["export", ds, "-q"], 0).0;
     let archive = tmp.path().join("archive/nested");
     let archive_arg = archive.to_str().unwrap();
@@ -433,6 +445,21 @@ fn compact_seals_a_single_segment_removes_it_and_never_adds_empty_snapshots() {
     let stats = json(&run(&["stats", ds, "--json"], 0).0);
     assert_eq!(stats["first_seq"], 2001, "{stats}");
     assert_eq!(stats["last_seq"], 3000, "{stats}");
+    let (stats_text, _) = run(&["stats", ds], 0);
+    assert!(
+        stats_text.contains("retained      from seq 2001"),
+        "{stats_text}"
+    );
+    // `tail` without --from starts where the journal now starts, and says so on stderr.
+    let (tail, note) = run(&["tail", ds], 0);
+    let seqs: Vec<u64> = tail
+        .lines()
+        .map(|l| json(l)["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs.first(), Some(&2001));
+    assert_eq!(seqs.len(), 1000);
+    assert!(note.contains("holds seq 2001 onward"), "{note}");
+    assert_eq!(run(&["tail", ds, "-q"], 0).1, "", "-q: no note");
     assert_eq!(run(&["export", ds, "-q"], 0).0, after_demo, "same state");
     assert_eq!(
         json(&run(&["export", ds, "--at", "2500", "-q"], 0).0)["seq"],
