@@ -86,7 +86,7 @@ use tracing::{debug, warn};
 use super::{Checkpoint, Projection, check_batch};
 use crate::error::{Error, IoContext, Result};
 use crate::event::{Envelope, Event};
-use crate::model::{InfoHash, MetaInfo, SessionConfiguration, Timestamp, TorrentState};
+use crate::model::{InfoHash, MetaInfo, SessionConfiguration, Timestamp, TorrentState, go_json};
 use crate::state::{self, State};
 use crate::storage::{Storage, parent_dir, tmp_path};
 
@@ -996,9 +996,10 @@ fn parse_value(bytes: &[u8]) -> std::result::Result<Value, String> {
     serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))
 }
 
-/// `session.json`: the configuration as pretty JSON, Go's keys in Go's order.
+/// `session.json`: the configuration as Go's `json.MarshalIndent` writes its struct (Go's keys
+/// in Go's field order, Go's floats and escaping).
 fn session_bytes(config: &SessionConfiguration) -> Result<Vec<u8>> {
-    serde_json::to_vec_pretty(config).map_err(|e| Error::Encode(format!("{SESSION_FILE}: {e}")))
+    go_json::to_vec_pretty(config).map_err(|e| Error::Encode(format!("{SESSION_FILE}: {e}")))
 }
 
 /// Resets the fields Go's torrent file leaves out (except `meta_info`) to what decoding the file
