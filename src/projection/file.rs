@@ -5,10 +5,14 @@
 //!
 //! Everything under `D`, which nothing else should write:
 //!
-//! * `D/torrents/<hex>.json` — one torrent, [`TorrentState::to_go_file_json_pretty`] (the keys Go
-//!   writes: no metainfo, error, rates, eta, peer counts or peers);
+//! * `D/torrents/<hex>.json` — one torrent, [`TorrentState::to_go_file_json_pretty`]: byte for
+//!   byte what Go's file persistence writes (the keys Go writes — no metainfo, error, rates, eta,
+//!   peer counts or peers — sorted, with Go's floats, escaping and times). Files in the form
+//!   written before (Go's struct order, `null` start date) are read too, and rewritten in Go's
+//!   form when their torrent next changes;
 //! * `D/metadata/<hex>.torrent` — the raw bencoded metainfo, for torrents that carry one;
-//! * `D/session.json` — the [`SessionConfiguration`], pretty JSON, once one was saved;
+//! * `D/session.json` — the [`SessionConfiguration`] as Go's `MarshalIndent` writes it, once one
+//!   was saved;
 //! * `D/checkpoint.json` — `{"format": 1, "seq": N, "at": "<rfc3339>", "shard": bool}`: the last
 //!   event the files reflect, and the layout they are in.
 //!

@@ -25,10 +25,16 @@
 //!
 //! Migration 2 adds our own tables: `tj_checkpoint(id = 1, seq, at_unix_nanos)` (the last
 //! event applied) and `torrent_metainfo(info_hash → torrents ON DELETE CASCADE, raw BLOB)` (the
-//! raw `.torrent`, which the `data` JSON leaves out), and rewrites the `DATETIME` text of rows
-//! the Go code wrote (`2006-01-02 15:04:05.999999999-07:00`) into our fixed form (below).
-//! Migration 3 adds `torrent_metrics.seeding_time` and `downloading_time` (nanoseconds,
-//! default 0). Each migration runs in its own transaction that also bumps `user_version`; a database newer than
+//! raw `.torrent`, which the `data` JSON leaves out), and rewrites `DATETIME` text into one
+//! form. Migration 3 added `torrent_metrics.seeding_time` and `downloading_time` columns;
+//! migration 4 takes them out again, because the Go code inserts metrics positionally
+//! (`INSERT INTO torrent_metrics VALUES (NULL, ?, ?, ?, ?, ?, ?, ?)`) and needs exactly its
+//! eight columns: SQLite's table rebuild (foreign keys off, one transaction) moves the non-zero
+//! durations to `torrent_metrics_durations(metric_id → torrent_metrics(id) ON DELETE CASCADE,
+//! seeding_time, downloading_time)` (nanoseconds; no row means 0, as for every row the Go code
+//! inserts) and keeps ids and the `AUTOINCREMENT` mark. Migration 5 rewrites every `DATETIME`
+//! text into [`sql_timestamp`]'s form (older databases hold RFC 3339 text there, which does not
+//! sort with Go's). Each migration runs in its own transaction that also bumps `user_version`; a database newer than
 //! this build is refused with [`Error::UnsupportedVersion`], a file that is not a SQLite
 //! database with an [`Error::Io`] of kind [`std::io::ErrorKind::InvalidData`] (see
 //! [`is_not_a_database`]) — the caller deletes it and rebuilds.
@@ -45,11 +51,16 @@
 //!   torrent's, `updated_date` the commit time (`Envelope::at`) of the event that last wrote
 //!   the row.
 //! - `session_config.data`: the [`SessionConfiguration`] as JSON.
-//! - Every `DATETIME` column we write holds [`sql_timestamp`] text: RFC 3339 in UTC with
-//!   exactly nine fraction digits (`2024-05-01T12:00:00.500000000Z`). The fixed width makes
-//!   text order equal time order, so range queries and `ORDER BY` compare strings correctly.
-//!   (Timestamps inside the `data` JSON keep [`Timestamp`]'s serde form, RFC 3339 with 0, 3,
-//!   6 or 9 fraction digits, which Go's `time.Time` reads.)
+//! - Every `DATETIME` column we write holds [`sql_timestamp`] text: what Go's
+//!   `mattn/go-sqlite3` driver writes for a UTC `time.Time` (`2024-05-01 12:00:00+00:00`,
+//!   `2024-05-01 12:00:00.5+00:00`). Text order is time order among these strings, so range
+//!   queries and `ORDER BY` compare rows written by either program correctly (as long as the
+//!   Go program binds UTC times). Reading accepts that form in any offset, RFC 3339 (our form
+//!   before schema version 5) and the driver's other layouts. (Timestamps inside the `data`
+//!   JSON keep [`Timestamp`]'s serde form, RFC 3339 with 0, 3, 6 or 9 fraction digits, which
+//!   Go's `time.Time` reads.)
+//! - `torrent_metrics_durations`: a sample's `seeding_time` and `downloading_time` when either
+//!   is not zero; reads join it back, purges and torrent deletions cascade to it.
 //!
 //! # Atomicity
 //!
