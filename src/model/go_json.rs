@@ -36,7 +36,7 @@ pub fn to_vec_pretty<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<Vec
 /// `f` as Go's `encoding/json` writes a `float64` (finite values; see the module docs).
 pub fn go_float(f: f64) -> String {
     let abs = f.abs();
-    if abs != 0.0 && (abs < 1e-6 || abs >= 1e21) {
+    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
         // Rust's `{:e}` gives the same shortest digits as Go's 'e' with precision -1; only
         // the exponent is spelled differently (`1e-7` / `1e21` vs Go's `1e-07` / `1e+21`, and
         // Go then shortens `e-07` back to `e-7`).
