@@ -10,6 +10,13 @@
 //! inside the transaction (a seq gap, a SQL trigger that aborts mid-batch, a lock held by
 //! another connection) must leave checkpoint and tables untouched; and the metrics retention
 //! option must purge exactly the samples older than the last commit time minus the retention.
+//!
+//! Sharing the database with the Go program: a database built by hand with the schema-3 DDL
+//! (ten-column `torrent_metrics`, RFC 3339 `DATETIME` text) must migrate to the Go table's eight
+//! columns with the durations in the side table, rows, ids and the `AUTOINCREMENT` mark kept,
+//! every `DATETIME` rewritten into Go's driver text; and rows the Go code writes (its positional
+//! `INSERT INTO torrent_metrics VALUES (NULL, ?, …)`, its torrent upsert with Go's time text)
+//! must be read back by the projection and sort together with ours under `ORDER BY`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -336,6 +343,17 @@ fn the_go_codes_queries_read_our_database() {
     );
     Timestamp::parse_rfc3339(&updated).unwrap();
 
+    // Go's driver text throughout: every DATETIME column sorts as time.
+    let forms: i64 = go
+        .query_row(
+            "SELECT count(*) FROM torrents WHERE added_date NOT LIKE '____-__-__ __:__:__%+00:00'
+                OR updated_date NOT LIKE '____-__-__ __:__:__%+00:00'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(forms, 0);
+
     // Go's "delete by info hash" cascades to our metainfo and to the metrics.
     let (hash, _) = expected.metrics.iter().next().unwrap();
     go.execute_batch("PRAGMA foreign_keys = ON").unwrap();
@@ -350,6 +368,15 @@ fn the_go_codes_queries_read_our_database() {
         )
         .unwrap();
     assert_eq!(left, 0);
+    let orphans: i64 = go
+        .query_row(
+            "SELECT count(*) FROM torrent_metrics_durations
+             WHERE metric_id NOT IN (SELECT id FROM torrent_metrics)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(orphans, 0, "the durations went with their samples");
 }
 
 #[test]
@@ -604,21 +631,384 @@ fn dump_of_a_small_session() {
         .collect();
     projection.apply(&envelopes).unwrap();
     insta::assert_snapshot!(projection.dump_tables().unwrap(), @r#"
-    user_version = 3
+    user_version = 5
 
     [tj_checkpoint]
     id=1 seq=3 at_unix_nanos=1700000002500000000
 
     [session_config]
-    id=1 data="{\"download_dir\":\"/d\",\"incomplete_dir\":\"\",\"incomplete_dir_enabled\":false,\"peer_port\":0,\"peer_limit_global\":0,\"peer_limit_per_torrent\":0,\"dht_enabled\":false,\"pex_enabled\":false,\"lpd_enabled\":false,\"utp_enabled\":false,\"webseeds_enabled\":false,\"encryption\":\"\",\"speed_limit_down\":0,\"speed_limit_down_enabled\":false,\"speed_limit_up\":0,\"speed_limit_up_enabled\":false,\"alt_speed_down\":0,\"alt_speed_up\":0,\"alt_speed_enabled\":false,\"download_queue_enabled\":false,\"download_queue_size\":0,\"seed_queue_enabled\":false,\"seed_queue_size\":0,\"seed_ratio_limit\":0.0,\"seed_ratio_limited\":false,\"idle_seeding_limit\":0,\"idle_seeding_limit_enabled\":false,\"start_added_torrents\":false,\"cache_size_mb\":0,\"version\":\"\",\"blocklist_enabled\":false,\"blocklist_url\":\"\",\"blocklist_size\":0,\"script_torrent_done_enabled\":false,\"script_torrent_done_filename\":\"\"}" updated_date="2023-11-14T22:13:22.000000000Z"
+    id=1 data="{\"download_dir\":\"/d\",\"incomplete_dir\":\"\",\"incomplete_dir_enabled\":false,\"peer_port\":0,\"peer_limit_global\":0,\"peer_limit_per_torrent\":0,\"dht_enabled\":false,\"pex_enabled\":false,\"lpd_enabled\":false,\"utp_enabled\":false,\"webseeds_enabled\":false,\"encryption\":\"\",\"speed_limit_down\":0,\"speed_limit_down_enabled\":false,\"speed_limit_up\":0,\"speed_limit_up_enabled\":false,\"alt_speed_down\":0,\"alt_speed_up\":0,\"alt_speed_enabled\":false,\"download_queue_enabled\":false,\"download_queue_size\":0,\"seed_queue_enabled\":false,\"seed_queue_size\":0,\"seed_ratio_limit\":0.0,\"seed_ratio_limited\":false,\"idle_seeding_limit\":0,\"idle_seeding_limit_enabled\":false,\"start_added_torrents\":false,\"cache_size_mb\":0,\"version\":\"\",\"blocklist_enabled\":false,\"blocklist_url\":\"\",\"blocklist_size\":0,\"script_torrent_done_enabled\":false,\"script_torrent_done_filename\":\"\"}" updated_date="2023-11-14 22:13:22+00:00"
 
     [torrents]
-    info_hash="abababababababababababababababababababab" data="{\"id\":0,\"info_hash\":\"abababababababababababababababababababab\",\"meta_info\":null,\"status\":4,\"error\":null,\"download_dir\":\"/d\",\"added_date\":\"2023-11-14T22:13:20.500Z\",\"start_date\":null,\"labels\":[],\"downloaded\":100,\"uploaded\":5,\"left\":0,\"percent_done\":0.25,\"piece_count\":0,\"pieces_complete\":0,\"pieces_available\":0,\"download_rate\":0,\"upload_rate\":0,\"eta\":0,\"peer_count\":0,\"peer_connected_count\":0,\"peer_sending_count\":0,\"peer_receiving_count\":0,\"files\":[],\"priorities\":[],\"wanted\":[],\"tracker_list\":[],\"peers\":[],\"seed_ratio_limit\":0.0,\"seed_idle_limit\":0,\"honors_session_limits\":false}" status=4 percent_done=0.25 downloaded=100 uploaded=5 added_date="2023-11-14T22:13:20.500000000Z" updated_date="2023-11-14T22:13:22.250000000Z"
+    info_hash="abababababababababababababababababababab" data="{\"id\":0,\"info_hash\":\"abababababababababababababababababababab\",\"meta_info\":null,\"status\":4,\"error\":null,\"download_dir\":\"/d\",\"added_date\":\"2023-11-14T22:13:20.500Z\",\"start_date\":null,\"labels\":[],\"downloaded\":100,\"uploaded\":5,\"left\":0,\"percent_done\":0.25,\"piece_count\":0,\"pieces_complete\":0,\"pieces_available\":0,\"download_rate\":0,\"upload_rate\":0,\"eta\":0,\"peer_count\":0,\"peer_connected_count\":0,\"peer_sending_count\":0,\"peer_receiving_count\":0,\"files\":[],\"priorities\":[],\"wanted\":[],\"tracker_list\":[],\"peers\":[],\"seed_ratio_limit\":0.0,\"seed_idle_limit\":0,\"honors_session_limits\":false}" status=4 percent_done=0.25 downloaded=100 uploaded=5 added_date="2023-11-14 22:13:20.5+00:00" updated_date="2023-11-14 22:13:22.25+00:00"
 
     [torrent_metainfo]
     info_hash="abababababababababababababababababababab" raw=x'64343a696e666f64343a6e616d65313a786565'
 
     [torrent_metrics]
-    id=1 info_hash="abababababababababababababababababababab" timestamp="2023-11-14T22:13:21.000000000Z" downloaded=1000000 uploaded=7 download_rate=1000 upload_rate=10 peer_count=3 seeding_time=0 downloading_time=1000000000
+    id=1 info_hash="abababababababababababababababababababab" timestamp="2023-11-14 22:13:21+00:00" downloaded=1000000 uploaded=7 download_rate=1000 upload_rate=10 peer_count=3
+
+    [torrent_metrics_durations]
+    metric_id=1 seeding_time=0 downloading_time=1000000000
     "#);
+}
+
+/// The schema as this project wrote it at `user_version` 3, spelled out independently of the
+/// migrations in the library: the Go tables, our two tables, and migration 3's two
+/// `ALTER TABLE … ADD COLUMN`s on `torrent_metrics`.
+const SCHEMA_3: &str = "
+    CREATE TABLE torrents (info_hash TEXT PRIMARY KEY, data TEXT NOT NULL,
+        status INTEGER NOT NULL, percent_done REAL NOT NULL, downloaded INTEGER NOT NULL,
+        uploaded INTEGER NOT NULL, added_date DATETIME NOT NULL, updated_date DATETIME NOT NULL);
+    CREATE INDEX idx_torrents_status ON torrents(status);
+    CREATE INDEX idx_torrents_updated ON torrents(updated_date);
+    CREATE TABLE session_config (id INTEGER PRIMARY KEY CHECK (id = 1), data TEXT NOT NULL,
+        updated_date DATETIME NOT NULL);
+    CREATE TABLE torrent_metrics (id INTEGER PRIMARY KEY AUTOINCREMENT,
+        info_hash TEXT NOT NULL, timestamp DATETIME NOT NULL, downloaded INTEGER NOT NULL,
+        uploaded INTEGER NOT NULL, download_rate INTEGER NOT NULL,
+        upload_rate INTEGER NOT NULL, peer_count INTEGER NOT NULL,
+        FOREIGN KEY (info_hash) REFERENCES torrents(info_hash) ON DELETE CASCADE);
+    CREATE INDEX idx_metrics_hash_time ON torrent_metrics(info_hash, timestamp);
+    CREATE INDEX idx_metrics_timestamp ON torrent_metrics(timestamp);
+    CREATE TABLE tj_checkpoint (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL,
+        at_unix_nanos INTEGER NOT NULL);
+    INSERT INTO tj_checkpoint (id, seq, at_unix_nanos) VALUES (1, 0, 0);
+    CREATE TABLE torrent_metainfo (
+        info_hash TEXT PRIMARY KEY REFERENCES torrents(info_hash) ON DELETE CASCADE,
+        raw BLOB NOT NULL);
+    ALTER TABLE torrent_metrics ADD COLUMN seeding_time INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE torrent_metrics ADD COLUMN downloading_time INTEGER NOT NULL DEFAULT 0;
+    PRAGMA user_version = 3;";
+
+fn columns(conn: &Connection, table: &str) -> Vec<String> {
+    conn.prepare(&format!(
+        "SELECT name FROM pragma_table_info('{table}') ORDER BY cid"
+    ))
+    .unwrap()
+    .query_map([], |r| r.get(0))
+    .unwrap()
+    .collect::<rusqlite::Result<_>>()
+    .unwrap()
+}
+
+fn text_column(conn: &Connection, sql: &str) -> Vec<String> {
+    conn.prepare(sql)
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+}
+
+const GO_METRICS_COLUMNS: [&str; 8] = [
+    "id",
+    "info_hash",
+    "timestamp",
+    "downloaded",
+    "uploaded",
+    "download_rate",
+    "upload_rate",
+    "peer_count",
+];
+
+#[test]
+fn a_schema_3_database_migrates_to_the_go_metrics_table_and_go_datetime_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v3.db");
+    let (a, b) = (hash(1), hash(2));
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(SCHEMA_3).unwrap();
+        for (h, added) in [
+            (a, "2023-11-14T22:13:20.500000000Z"),
+            (b, "2023-11-14T22:13:20.000000000Z"),
+        ] {
+            let torrent = TorrentState {
+                info_hash: h,
+                added_date: Timestamp::parse_rfc3339(added).unwrap(),
+                ..TorrentState::default()
+            };
+            conn.execute(
+                "INSERT INTO torrents VALUES (?1, ?2, 0, 0.0, 0, 0, ?3,
+                    '2023-11-14T22:13:30.000000000Z')",
+                rusqlite::params![h.to_hex(), serde_json::to_string(&torrent).unwrap(), added],
+            )
+            .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO session_config VALUES (1, '{}', '2023-11-14T22:13:21.250000000Z')",
+            [],
+        )
+        .unwrap();
+        // Four samples; the fourth is purged, so the AUTOINCREMENT mark (4) is above the
+        // largest id left (3).
+        for (id, h, at, seeding, downloading) in [
+            (
+                1,
+                a,
+                "2023-11-14T22:13:21.000000000Z",
+                5_000_000_000_i64,
+                0_i64,
+            ),
+            (2, a, "2023-11-14T22:13:22.000000000Z", 0, 0),
+            (3, b, "2023-11-14T22:13:21.500000000Z", 0, 7_000_000_000),
+            (4, b, "2023-11-14T22:13:23.000000000Z", 1, 1),
+        ] {
+            conn.execute(
+                "INSERT INTO torrent_metrics VALUES (?1, ?2, ?3, 10, 1, 100, 10, 3, ?4, ?5)",
+                rusqlite::params![id, h.to_hex(), at, seeding, downloading],
+            )
+            .unwrap();
+        }
+        conn.execute("DELETE FROM torrent_metrics WHERE id = 4", [])
+            .unwrap();
+        conn.execute("UPDATE tj_checkpoint SET seq = 9, at_unix_nanos = 1", [])
+            .unwrap();
+    }
+
+    let mut projection = open(&path);
+    assert_eq!(projection.checkpoint().seq, 9, "the checkpoint survives");
+    let conn = Connection::open(&path).unwrap();
+    let version: u32 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    assert_eq!(columns(&conn, "torrent_metrics"), GO_METRICS_COLUMNS);
+    assert_eq!(
+        columns(&conn, "torrent_metrics_durations"),
+        ["metric_id", "seeding_time", "downloading_time"]
+    );
+    let indexes = text_column(
+        &conn,
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'torrent_metrics'
+         ORDER BY name",
+    );
+    assert_eq!(indexes, ["idx_metrics_hash_time", "idx_metrics_timestamp"]);
+    let side: Vec<(i64, i64, i64)> = conn
+        .prepare("SELECT * FROM torrent_metrics_durations ORDER BY metric_id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(side, [(1, 5_000_000_000, 0), (3, 0, 7_000_000_000)]);
+    let mark: i64 = conn
+        .query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'torrent_metrics'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(mark, 4, "the AUTOINCREMENT mark is carried over");
+
+    // Every DATETIME now in Go's driver text; ORDER BY sorts by time.
+    assert_eq!(
+        text_column(&conn, "SELECT added_date FROM torrents ORDER BY added_date"),
+        ["2023-11-14 22:13:20+00:00", "2023-11-14 22:13:20.5+00:00"]
+    );
+    assert_eq!(
+        text_column(&conn, "SELECT updated_date FROM session_config"),
+        ["2023-11-14 22:13:21.25+00:00"]
+    );
+    assert_eq!(
+        text_column(
+            &conn,
+            "SELECT timestamp FROM torrent_metrics ORDER BY timestamp"
+        ),
+        [
+            "2023-11-14 22:13:21+00:00",
+            "2023-11-14 22:13:21.5+00:00",
+            "2023-11-14 22:13:22+00:00"
+        ]
+    );
+
+    // The projection reads the durations back from the side table.
+    let of_a = projection
+        .load_metrics(&a, Timestamp::MIN, Timestamp::MAX)
+        .unwrap();
+    let durations: Vec<(i64, i64)> = of_a
+        .iter()
+        .map(|m| (m.seeding_time, m.downloading_time))
+        .collect();
+    assert_eq!(durations, [(5_000_000_000, 0), (0, 0)]);
+    let of_b = projection
+        .load_metrics(&b, Timestamp::MIN, Timestamp::MAX)
+        .unwrap();
+    assert_eq!(of_b.len(), 1);
+    assert_eq!(of_b[0].downloading_time, 7_000_000_000);
+    assert_eq!(
+        of_b[0].timestamp,
+        Timestamp::parse_rfc3339("2023-11-14T22:13:21.5Z").unwrap()
+    );
+
+    // Foreign keys are back on after the migration: a new sample gets id 5 (not 4), and
+    // deleting its torrent takes the samples and their side rows with it.
+    let at = Timestamp::parse_rfc3339("2023-11-14T22:13:40Z").unwrap();
+    let mut new_sample = sample(2, at);
+    new_sample.seeding_time = 11;
+    projection
+        .apply(&[
+            Envelope::new(
+                10,
+                at,
+                Event::MetricsRecorded {
+                    samples: vec![new_sample],
+                },
+            ),
+            Envelope::new(11, at, Event::TorrentDeleted { info_hash: b }),
+        ])
+        .unwrap();
+    let ids: Vec<i64> = conn
+        .prepare("SELECT metric_id FROM torrent_metrics_durations ORDER BY metric_id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(
+        ids,
+        [1],
+        "torrent b's side rows (3 and the new 5) cascaded away"
+    );
+    let mark: i64 = conn
+        .query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'torrent_metrics'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(mark, 5);
+}
+
+#[test]
+fn rows_the_go_code_writes_are_read_back_and_sort_with_ours() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let mut projection = open(&path);
+    let ours = |n: u8, added: Timestamp| TorrentState {
+        info_hash: hash(n),
+        added_date: added,
+        ..TorrentState::default()
+    };
+    projection
+        .apply(&[
+            Envelope::new(
+                1,
+                ms(10_000),
+                Event::TorrentSaved {
+                    torrent: Box::new(ours(1, ms(1_000))),
+                },
+            ),
+            Envelope::new(
+                2,
+                ms(10_000),
+                Event::TorrentSaved {
+                    torrent: Box::new(ours(3, ms(3_000))),
+                },
+            ),
+        ])
+        .unwrap();
+
+    // What the Go code does with mattn/go-sqlite3: its upsert binds time.Time values (UTC),
+    // which the driver writes as "2006-01-02 15:04:05.999999999-07:00" text; its metrics insert
+    // is positional over the eight Go columns.
+    let go = Connection::open(&path).unwrap();
+    let go_torrent = ours(2, ms(2_500));
+    let data = String::from_utf8(go_torrent.to_go_file_json_pretty().unwrap()).unwrap();
+    go.execute(
+        "INSERT INTO torrents (info_hash, data, status, percent_done, downloaded, uploaded,
+            added_date, updated_date) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT(info_hash) DO UPDATE SET data = excluded.data",
+        rusqlite::params![
+            hash(2).to_hex(),
+            data,
+            0,
+            0.0,
+            0,
+            0,
+            "2023-11-14 22:13:22.5+00:00",
+            "2023-11-14 22:13:31+00:00"
+        ],
+    )
+    .unwrap();
+    for (n, at) in [
+        (1, "2023-11-14 22:13:21.25+00:00"),
+        (2, "2023-11-14 22:13:21+00:00"),
+    ] {
+        go.execute(
+            "INSERT INTO torrent_metrics VALUES (NULL, ?, ?, ?, ?, ?, ?, ?)",
+            rusqlite::params![hash(n).to_hex(), at, 10, 1, 100, 10, 3],
+        )
+        .unwrap();
+    }
+    assert_eq!(columns(&go, "torrent_metrics"), GO_METRICS_COLUMNS);
+
+    // ORDER BY added_date interleaves the Go row between ours, in the projection and in SQL.
+    let order: Vec<InfoHash> = projection
+        .load_all_torrents()
+        .unwrap()
+        .iter()
+        .map(|t| t.info_hash)
+        .collect();
+    assert_eq!(order, [hash(1), hash(2), hash(3)]);
+    assert_eq!(projection.load_torrent(&hash(2)).unwrap(), Some(go_torrent));
+    let texts = text_column(&go, "SELECT added_date FROM torrents ORDER BY added_date");
+    assert_eq!(
+        texts,
+        [
+            "2023-11-14 22:13:21+00:00",
+            "2023-11-14 22:13:22.5+00:00",
+            "2023-11-14 22:13:23+00:00"
+        ]
+    );
+
+    // The Go samples read back with zero durations; ours (with durations) sort among them.
+    let at = ms(1_100);
+    projection
+        .apply(&[Envelope::new(
+            3,
+            ms(11_000),
+            Event::MetricsRecorded {
+                samples: vec![sample(1, at)],
+            },
+        )])
+        .unwrap();
+    let of_1 = projection
+        .load_metrics(&hash(1), Timestamp::MIN, Timestamp::MAX)
+        .unwrap();
+    assert_eq!(of_1.len(), 2);
+    assert_eq!(
+        of_1[0],
+        sample(1, at),
+        "ours first (21.1 s), durations kept"
+    );
+    assert_eq!(of_1[1].timestamp, ms(1_250));
+    assert_eq!((of_1[1].seeding_time, of_1[1].downloading_time), (0, 0));
+    assert_eq!(of_1[1].download_rate, 100);
+    let of_2 = projection
+        .load_metrics(&hash(2), ms(1_000), ms(1_000))
+        .unwrap();
+    assert_eq!(of_2.len(), 1, "range bounds compare with Go's text");
+    // A retention purge removes Go's samples too.
+    projection
+        .apply(&[Envelope::new(
+            4,
+            ms(11_000),
+            Event::MetricsPurged {
+                older_than: ms(1_200),
+            },
+        )])
+        .unwrap();
+    let left = projection
+        .load_metrics(&hash(1), Timestamp::MIN, Timestamp::MAX)
+        .unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].timestamp, ms(1_250));
+    let side: i64 = go
+        .query_row("SELECT count(*) FROM torrent_metrics_durations", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(side, 0, "the purged sample's durations went with it");
 }

@@ -5,6 +5,7 @@
 //! encodings use compact forms (raw bytes for hashes and metainfo, `i64` nanoseconds for time).
 
 pub mod clock;
+pub mod go_json;
 pub mod hook;
 pub mod info_hash;
 pub mod metrics;

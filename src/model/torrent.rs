@@ -13,6 +13,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
+use super::go_json;
 use super::info_hash::InfoHash;
 use super::timestamp::{Timestamp, deserialize_go_time, deserialize_optional_go_time};
 use crate::error::{Error, Result};
@@ -356,35 +357,73 @@ pub struct TorrentState {
 }
 
 /// The borrowed view of a [`TorrentState`] that Go's file persistence writes to
-/// `torrents/<hash>.json` (and its SQLite persistence to the `data` column): every key except
-/// those in [`TorrentState::FILE_PROJECTION_OMITTED_KEYS`], in Go's field order.
+/// `torrents/<hash>.json`: every key except those in
+/// [`TorrentState::FILE_PROJECTION_OMITTED_KEYS`].
 ///
-/// Serialize it with `serde_json` (Go writes it pretty-printed with two-space indentation, as
-/// `serde_json::to_vec_pretty` does; Go additionally escapes `<`, `>` and `&` as `\u003c` etc.,
-/// which any JSON reader treats as equal).
+/// It serializes as Go's `file.go` marshals its `map[string]interface{}` of the torrent: keys
+/// sorted bytewise (Go sorts map keys), times as `time.Time` writes them
+/// ([`go_json::go_rfc3339_nano`](super::go_json::go_rfc3339_nano); an unset `start_date` is
+/// Go's zero time `0001-01-01T00:00:00Z`, since Go's field is a plain `time.Time`), and empty
+/// lists as Go's `createTorrentState` leaves them: `labels` and `files` are nil slices there
+/// (`null`), `priorities`, `wanted` and `tracker_list` empty ones (`[]`). Serialize it with
+/// [`go_json::to_vec_pretty`](super::go_json::to_vec_pretty) (what
+/// [`TorrentState::to_go_file_json_pretty`] does) for Go's exact bytes.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct TorrentFileRecord<'a> {
+    #[serde(serialize_with = "go_time")]
+    added_date: Timestamp,
+    download_dir: &'a str,
+    downloaded: i64,
+    #[serde(serialize_with = "empty_as_null")]
+    files: &'a [FileInfo],
+    honors_session_limits: bool,
     id: i64,
     info_hash: &'a InfoHash,
-    status: i64,
-    download_dir: &'a str,
-    added_date: Timestamp,
-    start_date: Option<Timestamp>,
+    #[serde(serialize_with = "empty_as_null")]
     labels: &'a [String],
-    downloaded: i64,
-    uploaded: i64,
     left: i64,
     percent_done: f64,
     piece_count: i64,
-    pieces_complete: i64,
     pieces_available: i64,
-    files: &'a [FileInfo],
+    pieces_complete: i64,
     priorities: &'a [i64],
-    wanted: &'a [bool],
-    tracker_list: &'a [String],
-    seed_ratio_limit: f64,
     seed_idle_limit: i64,
-    honors_session_limits: bool,
+    seed_ratio_limit: f64,
+    #[serde(serialize_with = "go_time_or_zero")]
+    start_date: Option<Timestamp>,
+    status: i64,
+    tracker_list: &'a [String],
+    uploaded: i64,
+    wanted: &'a [bool],
+}
+
+/// Go's zero `time.Time` as `MarshalJSON` writes it.
+const GO_ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+fn go_time<S: Serializer>(t: &Timestamp, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&go_json::go_rfc3339_nano(*t))
+}
+
+fn go_time_or_zero<S: Serializer>(
+    t: &Option<Timestamp>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => go_time(t, s),
+        None => s.serialize_str(GO_ZERO_TIME),
+    }
+}
+
+/// A Go nil slice: `null` when empty.
+fn empty_as_null<S: Serializer, T: Serialize>(
+    items: &&[T],
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    if items.is_empty() {
+        s.serialize_none()
+    } else {
+        items.serialize(s)
+    }
 }
 
 impl TorrentState {
@@ -475,27 +514,27 @@ impl TorrentState {
     /// [`TorrentState::FILE_PROJECTION_OMITTED_KEYS`]. Borrowed; serialize it with serde.
     pub fn file_projection(&self) -> TorrentFileRecord<'_> {
         TorrentFileRecord {
+            added_date: self.added_date,
+            download_dir: &self.download_dir,
+            downloaded: self.downloaded,
+            files: &self.files,
+            honors_session_limits: self.honors_session_limits,
             id: self.id,
             info_hash: &self.info_hash,
-            status: self.status,
-            download_dir: &self.download_dir,
-            added_date: self.added_date,
-            start_date: self.start_date,
             labels: &self.labels,
-            downloaded: self.downloaded,
-            uploaded: self.uploaded,
             left: self.left,
             percent_done: self.percent_done,
             piece_count: self.piece_count,
-            pieces_complete: self.pieces_complete,
             pieces_available: self.pieces_available,
-            files: &self.files,
+            pieces_complete: self.pieces_complete,
             priorities: &self.priorities,
-            wanted: &self.wanted,
-            tracker_list: &self.tracker_list,
-            seed_ratio_limit: self.seed_ratio_limit,
             seed_idle_limit: self.seed_idle_limit,
-            honors_session_limits: self.honors_session_limits,
+            seed_ratio_limit: self.seed_ratio_limit,
+            start_date: self.start_date,
+            status: self.status,
+            tracker_list: &self.tracker_list,
+            uploaded: self.uploaded,
+            wanted: &self.wanted,
         }
     }
 
@@ -506,10 +545,11 @@ impl TorrentState {
             .map_err(|e| Error::Encode(format!("torrent {}: {e}", self.info_hash)))
     }
 
-    /// The [file projection](TorrentState::file_projection) as pretty-printed JSON bytes in
-    /// Go's key order: the content of Go's `torrents/<hash>.json`.
+    /// The [file projection](TorrentState::file_projection) exactly as Go's file persistence
+    /// writes it to `torrents/<hash>.json` (`json.MarshalIndent(map, "", "  ")`: sorted keys,
+    /// Go's floats, times and HTML escaping; see [`go_json`](super::go_json)).
     pub fn to_go_file_json_pretty(&self) -> Result<Vec<u8>> {
-        serde_json::to_vec_pretty(&self.file_projection())
+        go_json::to_vec_pretty(&self.file_projection())
             .map_err(|e| Error::Encode(format!("torrent {}: {e}", self.info_hash)))
     }
 
@@ -839,13 +879,14 @@ mod tests {
         for k in TorrentState::FILE_PROJECTION_OMITTED_KEYS {
             assert!(value.get(k).is_none(), "{k}");
         }
-        // Pretty bytes keep Go's order and read back as the same state minus omitted fields.
+        // Pretty bytes have Go's map order (sorted keys) and read back as the same state minus
+        // omitted fields.
         let mut flat = s.clone();
         flat.files.clear();
         let pretty = flat.to_go_file_json_pretty().unwrap();
         let text = std::str::from_utf8(&pretty).unwrap();
-        assert!(text.starts_with("{\n  \"id\": "), "{text}");
-        let positions: Vec<usize> = expected
+        assert!(text.starts_with("{\n  \"added_date\": "), "{text}");
+        let positions: Vec<usize> = sorted(expected.clone())
             .iter()
             .map(|k| text.find(&format!("\"{k}\":")).unwrap())
             .collect();

@@ -5,10 +5,14 @@
 //!
 //! Everything under `D`, which nothing else should write:
 //!
-//! * `D/torrents/<hex>.json` — one torrent, [`TorrentState::to_go_file_json_pretty`] (the keys Go
-//!   writes: no metainfo, error, rates, eta, peer counts or peers);
+//! * `D/torrents/<hex>.json` — one torrent, [`TorrentState::to_go_file_json_pretty`]: byte for
+//!   byte what Go's file persistence writes (the keys Go writes — no metainfo, error, rates, eta,
+//!   peer counts or peers — sorted, with Go's floats, escaping and times). Files in the form
+//!   written before (Go's struct order, `null` start date) are read too, and rewritten in Go's
+//!   form when their torrent next changes;
 //! * `D/metadata/<hex>.torrent` — the raw bencoded metainfo, for torrents that carry one;
-//! * `D/session.json` — the [`SessionConfiguration`], pretty JSON, once one was saved;
+//! * `D/session.json` — the [`SessionConfiguration`] as Go's `MarshalIndent` writes it, once one
+//!   was saved;
 //! * `D/checkpoint.json` — `{"format": 1, "seq": N, "at": "<rfc3339>", "shard": bool}`: the last
 //!   event the files reflect, and the layout they are in.
 //!
@@ -86,7 +90,7 @@ use tracing::{debug, warn};
 use super::{Checkpoint, Projection, check_batch};
 use crate::error::{Error, IoContext, Result};
 use crate::event::{Envelope, Event};
-use crate::model::{InfoHash, MetaInfo, SessionConfiguration, Timestamp, TorrentState};
+use crate::model::{InfoHash, MetaInfo, SessionConfiguration, Timestamp, TorrentState, go_json};
 use crate::state::{self, State};
 use crate::storage::{Storage, parent_dir, tmp_path};
 
@@ -996,9 +1000,10 @@ fn parse_value(bytes: &[u8]) -> std::result::Result<Value, String> {
     serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))
 }
 
-/// `session.json`: the configuration as pretty JSON, Go's keys in Go's order.
+/// `session.json`: the configuration as Go's `json.MarshalIndent` writes its struct (Go's keys
+/// in Go's field order, Go's floats and escaping).
 fn session_bytes(config: &SessionConfiguration) -> Result<Vec<u8>> {
-    serde_json::to_vec_pretty(config).map_err(|e| Error::Encode(format!("{SESSION_FILE}: {e}")))
+    go_json::to_vec_pretty(config).map_err(|e| Error::Encode(format!("{SESSION_FILE}: {e}")))
 }
 
 /// Resets the fields Go's torrent file leaves out (except `meta_info`) to what decoding the file

@@ -25,10 +25,16 @@
 //!
 //! Migration 2 adds our own tables: `tj_checkpoint(id = 1, seq, at_unix_nanos)` (the last
 //! event applied) and `torrent_metainfo(info_hash → torrents ON DELETE CASCADE, raw BLOB)` (the
-//! raw `.torrent`, which the `data` JSON leaves out), and rewrites the `DATETIME` text of rows
-//! the Go code wrote (`2006-01-02 15:04:05.999999999-07:00`) into our fixed form (below).
-//! Migration 3 adds `torrent_metrics.seeding_time` and `downloading_time` (nanoseconds,
-//! default 0). Each migration runs in its own transaction that also bumps `user_version`; a database newer than
+//! raw `.torrent`, which the `data` JSON leaves out), and rewrites `DATETIME` text into one
+//! form. Migration 3 added `torrent_metrics.seeding_time` and `downloading_time` columns;
+//! migration 4 takes them out again, because the Go code inserts metrics positionally
+//! (`INSERT INTO torrent_metrics VALUES (NULL, ?, ?, ?, ?, ?, ?, ?)`) and needs exactly its
+//! eight columns: SQLite's table rebuild (foreign keys off, one transaction) moves the non-zero
+//! durations to `torrent_metrics_durations(metric_id → torrent_metrics(id) ON DELETE CASCADE,
+//! seeding_time, downloading_time)` (nanoseconds; no row means 0, as for every row the Go code
+//! inserts) and keeps ids and the `AUTOINCREMENT` mark. Migration 5 rewrites every `DATETIME`
+//! text into [`sql_timestamp`]'s form (older databases hold RFC 3339 text there, which does not
+//! sort with Go's). Each migration runs in its own transaction that also bumps `user_version`; a database newer than
 //! this build is refused with [`Error::UnsupportedVersion`], a file that is not a SQLite
 //! database with an [`Error::Io`] of kind [`std::io::ErrorKind::InvalidData`] (see
 //! [`is_not_a_database`]) — the caller deletes it and rebuilds.
@@ -45,11 +51,16 @@
 //!   torrent's, `updated_date` the commit time (`Envelope::at`) of the event that last wrote
 //!   the row.
 //! - `session_config.data`: the [`SessionConfiguration`] as JSON.
-//! - Every `DATETIME` column we write holds [`sql_timestamp`] text: RFC 3339 in UTC with
-//!   exactly nine fraction digits (`2024-05-01T12:00:00.500000000Z`). The fixed width makes
-//!   text order equal time order, so range queries and `ORDER BY` compare strings correctly.
-//!   (Timestamps inside the `data` JSON keep [`Timestamp`]'s serde form, RFC 3339 with 0, 3,
-//!   6 or 9 fraction digits, which Go's `time.Time` reads.)
+//! - Every `DATETIME` column we write holds [`sql_timestamp`] text: what Go's
+//!   `mattn/go-sqlite3` driver writes for a UTC `time.Time` (`2024-05-01 12:00:00+00:00`,
+//!   `2024-05-01 12:00:00.5+00:00`). Text order is time order among these strings, so range
+//!   queries and `ORDER BY` compare rows written by either program correctly (as long as the
+//!   Go program binds UTC times). Reading accepts that form in any offset, RFC 3339 (our form
+//!   before schema version 5) and the driver's other layouts. (Timestamps inside the `data`
+//!   JSON keep [`Timestamp`]'s serde form, RFC 3339 with 0, 3, 6 or 9 fraction digits, which
+//!   Go's `time.Time` reads.)
+//! - `torrent_metrics_durations`: a sample's `seeding_time` and `downloading_time` when either
+//!   is not zero; reads join it back, purges and torrent deletions cascade to it.
 //!
 //! # Atomicity
 //!
@@ -79,7 +90,7 @@ use crate::error::{Error, Result};
 use crate::event::{Envelope, Event, HookRecord};
 use crate::model::{
     HookEvent, InfoHash, MetaInfo, MetricsSummary, SessionConfiguration, Timestamp, TorrentMetrics,
-    TorrentState,
+    TorrentState, go_json,
 };
 use crate::state::State;
 
@@ -108,6 +119,9 @@ impl Default for SqliteOptions {
 struct Migration {
     sql: &'static str,
     then: Option<fn(&Connection) -> rusqlite::Result<()>>,
+    /// Runs with foreign keys off (SQLite's table-rebuild procedure: dropping and renaming a
+    /// table must not cascade), checked with `PRAGMA foreign_key_check` before committing.
+    foreign_keys_off: bool,
 }
 
 /// The schema migrations, in order: `MIGRATIONS[i]` takes `user_version` `i` to `i + 1`.
@@ -116,16 +130,33 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         sql: MIGRATION_1_GO_SCHEMA,
         then: None,
+        foreign_keys_off: false,
     },
-    // 2: our checkpoint and the raw .torrent files; rows the Go code wrote get our timestamps.
+    // 2: our checkpoint and the raw .torrent files; DATETIME text rewritten into one form.
     Migration {
         sql: MIGRATION_2_OUR_TABLES,
         then: Some(normalize_datetimes),
+        foreign_keys_off: false,
     },
     // 3: the duration fields of TorrentMetrics, which the Go table does not keep.
     Migration {
         sql: MIGRATION_3_METRIC_DURATIONS,
         then: None,
+        foreign_keys_off: false,
+    },
+    // 4: torrent_metrics back to the Go table's eight columns (Go inserts positionally); the
+    // durations move to a side table.
+    Migration {
+        sql: MIGRATION_4_METRICS_SIDE_TABLE,
+        then: None,
+        foreign_keys_off: true,
+    },
+    // 5: every DATETIME text in the form Go's driver writes, so that rows written by either
+    // program sort together.
+    Migration {
+        sql: "",
+        then: Some(normalize_datetimes),
+        foreign_keys_off: false,
     },
 ];
 
@@ -175,16 +206,55 @@ const MIGRATION_3_METRIC_DURATIONS: &str =
     "ALTER TABLE torrent_metrics ADD COLUMN seeding_time INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE torrent_metrics ADD COLUMN downloading_time INTEGER NOT NULL DEFAULT 0;";
 
+/// SQLite's table-rebuild procedure (<https://sqlite.org/lang_altertable.html>, "other kinds of
+/// table schema changes"), run with foreign keys off: a new `torrent_metrics` with the Go
+/// table's eight columns gets the rows (ids kept), the non-zero durations go to
+/// `torrent_metrics_durations`, the old table is dropped, the new one renamed and its indexes
+/// re-created. The `AUTOINCREMENT` high-water mark is carried over, so ids of purged samples are
+/// never reused (a side row left behind by a connection without foreign keys — Go's driver does
+/// not enable them — can then never be attached to a new sample).
+const MIGRATION_4_METRICS_SIDE_TABLE: &str = "CREATE TABLE torrent_metrics_new (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        info_hash TEXT NOT NULL,
+        timestamp DATETIME NOT NULL,
+        downloaded INTEGER NOT NULL,
+        uploaded INTEGER NOT NULL,
+        download_rate INTEGER NOT NULL,
+        upload_rate INTEGER NOT NULL,
+        peer_count INTEGER NOT NULL,
+        FOREIGN KEY (info_hash) REFERENCES torrents(info_hash) ON DELETE CASCADE
+    );
+    INSERT INTO torrent_metrics_new
+        (id, info_hash, timestamp, downloaded, uploaded, download_rate, upload_rate, peer_count)
+        SELECT id, info_hash, timestamp, downloaded, uploaded, download_rate, upload_rate,
+            peer_count
+        FROM torrent_metrics;
+    CREATE TABLE torrent_metrics_durations (
+        metric_id INTEGER PRIMARY KEY REFERENCES torrent_metrics(id) ON DELETE CASCADE,
+        seeding_time INTEGER NOT NULL,
+        downloading_time INTEGER NOT NULL
+    );
+    INSERT INTO torrent_metrics_durations (metric_id, seeding_time, downloading_time)
+        SELECT id, seeding_time, downloading_time FROM torrent_metrics
+        WHERE seeding_time <> 0 OR downloading_time <> 0;
+    DELETE FROM sqlite_sequence WHERE name = 'torrent_metrics_new';
+    UPDATE sqlite_sequence SET name = 'torrent_metrics_new' WHERE name = 'torrent_metrics';
+    DROP TABLE torrent_metrics;
+    ALTER TABLE torrent_metrics_new RENAME TO torrent_metrics;
+    CREATE INDEX idx_metrics_hash_time ON torrent_metrics(info_hash, timestamp);
+    CREATE INDEX idx_metrics_timestamp ON torrent_metrics(timestamp);";
+
 /// The schema version this build creates and reads (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// Every table, with the key [`SqliteProjection::dump_tables`] orders it by.
-const TABLES: [(&str, &str); 5] = [
+const TABLES: [(&str, &str); 6] = [
     ("tj_checkpoint", "id"),
     ("session_config", "id"),
     ("torrents", "info_hash"),
     ("torrent_metainfo", "info_hash"),
     ("torrent_metrics", "id"),
+    ("torrent_metrics_durations", "metric_id"),
 ];
 
 const UPSERT_TORRENT: &str = "INSERT INTO torrents
@@ -209,27 +279,33 @@ const UPSERT_SESSION: &str = "INSERT INTO session_config (id, data, updated_date
 const SELECT_SESSION: &str = "SELECT data FROM session_config WHERE id = 1";
 /// Keeps samples of known torrents only, like the reducer (and the Go foreign key).
 const INSERT_METRIC: &str = "INSERT INTO torrent_metrics
-        (info_hash, timestamp, downloaded, uploaded, download_rate, upload_rate, peer_count,
-         seeding_time, downloading_time)
-    SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9
+        (info_hash, timestamp, downloaded, uploaded, download_rate, upload_rate, peer_count)
+    SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
     WHERE EXISTS (SELECT 1 FROM torrents WHERE info_hash = ?1)";
+/// The durations of the sample just inserted, when either is not zero.
+const INSERT_METRIC_DURATIONS: &str = "INSERT INTO torrent_metrics_durations
+        (metric_id, seeding_time, downloading_time) VALUES (?1, ?2, ?3)";
+/// Their durations go with them (`ON DELETE CASCADE`).
 const PURGE_METRICS: &str = "DELETE FROM torrent_metrics WHERE timestamp < ?1";
-/// The metrics columns [`metric_from_row`] reads, in its order.
+/// The metrics columns [`metric_from_row`] reads, in its order; absent durations read as 0.
 macro_rules! select_metrics {
     ($rest:literal) => {
         concat!(
-            "SELECT info_hash, timestamp, downloaded, uploaded, download_rate, upload_rate, \
-             peer_count, seeding_time, downloading_time FROM torrent_metrics ",
+            "SELECT m.info_hash, m.timestamp, m.downloaded, m.uploaded, m.download_rate, \
+             m.upload_rate, m.peer_count, coalesce(d.seeding_time, 0), \
+             coalesce(d.downloading_time, 0) FROM torrent_metrics m \
+             LEFT JOIN torrent_metrics_durations d ON d.metric_id = m.id ",
             $rest
         )
     };
 }
 const SELECT_METRICS_OF_TORRENT: &str = select_metrics!(
-    "WHERE info_hash = ?1 AND timestamp >= ?2 AND timestamp <= ?3 ORDER BY timestamp, id"
+    "WHERE m.info_hash = ?1 AND m.timestamp >= ?2 AND m.timestamp <= ?3 \
+     ORDER BY m.timestamp, m.id"
 );
 const SELECT_METRICS_IN_RANGE: &str =
-    select_metrics!("WHERE timestamp >= ?1 AND timestamp <= ?2 ORDER BY id");
-const SELECT_ALL_METRICS: &str = select_metrics!("ORDER BY id");
+    select_metrics!("WHERE m.timestamp >= ?1 AND m.timestamp <= ?2 ORDER BY m.id");
+const SELECT_ALL_METRICS: &str = select_metrics!("ORDER BY m.id");
 const UPDATE_CHECKPOINT: &str =
     "UPDATE tj_checkpoint SET seq = ?1, at_unix_nanos = ?2 WHERE id = 1";
 const SELECT_CHECKPOINT: &str = "SELECT seq, at_unix_nanos FROM tj_checkpoint WHERE id = 1";
@@ -252,20 +328,44 @@ pub fn is_not_a_database(err: &Error) -> bool {
 
 const OP_NOT_A_DATABASE: &str = "open SQLite projection (not a usable SQLite database)";
 
-/// `t` as the text the SQLite projection stores in `DATETIME` columns: RFC 3339 in UTC with
-/// exactly nine fraction digits, `YYYY-MM-DDTHH:MM:SS.fffffffffZ`.
+/// `t` as the text the SQLite projection stores in `DATETIME` columns: what Go's
+/// `mattn/go-sqlite3` driver writes for a UTC `time.Time` (its layout
+/// `2006-01-02 15:04:05.999999999-07:00`: `2024-05-01 12:00:00+00:00`,
+/// `2024-05-01 12:00:00.5+00:00`), see [`go_json::go_sqlite_timestamp`].
 ///
-/// Fixed width (every representable instant has a four-digit year), so comparing the strings
-/// compares the instants: use it for range-query parameters. [`Timestamp::to_rfc3339`] varies
-/// the fraction length (0, 3, 6 or 9 digits) and would not sort.
+/// Comparing these strings compares the instants (four-digit years; `+` sorts before `.` and
+/// every digit), so `ORDER BY` and range queries work on rows written by either program: use it
+/// for range-query parameters. (Go writes a `time.Time` in its own location: rows a Go program
+/// writes with a non-UTC `time.Time` carry another offset and do not sort with these.)
 pub fn sql_timestamp(t: Timestamp) -> String {
-    t.to_datetime().format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string()
+    go_json::go_sqlite_timestamp(t)
 }
 
-/// Parses a `DATETIME` column: our fixed form, any RFC 3339, or the
-/// `2006-01-02 15:04:05.999999999-07:00` form Go's SQLite driver writes.
+/// Parses a `DATETIME` column: Go's driver form (any offset), any RFC 3339 (our form before
+/// schema version 5, `2024-05-01T12:00:00.500000000Z`), and the other layouts Go's driver
+/// reads (`T` or space, no offset meaning UTC, optional seconds).
 fn parse_sql_timestamp(s: &str) -> Option<Timestamp> {
-    Timestamp::parse_rfc3339(s).ok()
+    if let Ok(t) = Timestamp::parse_rfc3339(s) {
+        return Some(t);
+    }
+    let s = s.trim_end_matches('Z');
+    for layout in ["%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M:%S%.f%:z"] {
+        if let Ok(dt) = chrono::DateTime::parse_from_str(s, layout) {
+            return Timestamp::from_datetime(&dt);
+        }
+    }
+    for layout in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ] {
+        if let Ok(dt) = chrono::NaiveDateTime::parse_from_str(s, layout) {
+            return Timestamp::from_datetime(&dt.and_utc());
+        }
+    }
+    let date = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+    Timestamp::from_datetime(&date.and_hms_opt(0, 0, 0)?.and_utc())
 }
 
 impl SqliteProjection {
@@ -518,7 +618,8 @@ impl Projection for SqliteProjection {
 fn install_state(conn: &mut Connection, state: &State) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute_batch(
-        "DELETE FROM torrent_metrics;
+        "DELETE FROM torrent_metrics_durations;
+         DELETE FROM torrent_metrics;
          DELETE FROM torrent_metainfo;
          DELETE FROM torrents;
          DELETE FROM session_config;
@@ -571,7 +672,8 @@ fn apply_batch(
 fn reset_tables(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute_batch(
-        "DELETE FROM torrent_metrics;
+        "DELETE FROM torrent_metrics_durations;
+         DELETE FROM torrent_metrics;
          DELETE FROM torrent_metainfo;
          DELETE FROM torrents;
          DELETE FROM session_config;
@@ -623,6 +725,22 @@ fn run_migration(
     version: i64,
     migration: &Migration,
 ) -> rusqlite::Result<()> {
+    if !migration.foreign_keys_off {
+        return run_migration_tx(conn, version, migration);
+    }
+    // The pragma is a no-op inside a transaction: switch outside, and back whatever happens.
+    let fk_before: i64 = conn.pragma_query_value(None, "foreign_keys", |r| r.get(0))?;
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    let result = run_migration_tx(conn, version, migration);
+    let restored = conn.pragma_update(None, "foreign_keys", fk_before);
+    result.and(restored)
+}
+
+fn run_migration_tx(
+    conn: &mut Connection,
+    version: i64,
+    migration: &Migration,
+) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let current: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if current >= version {
@@ -632,14 +750,37 @@ fn run_migration(
     if let Some(then) = migration.then {
         then(&tx)?;
     }
+    if migration.foreign_keys_off {
+        check_side_table_keys(&tx)?;
+    }
     tx.pragma_update(None, "user_version", version)?;
     tx.commit()
 }
 
-/// Rewrites `DATETIME` text written by the Go code (`2006-01-02 15:04:05.999999999-07:00`)
-/// into the fixed [`sql_timestamp`] form, so that text order is time order for every row.
-/// Text that does not parse (or lies outside the representable range, like Go's zero time) is
-/// left as it is.
+/// `PRAGMA foreign_key_check` of the durations table: every side row must name a sample. (The
+/// other tables are not checked: a database the Go code wrote without foreign keys enabled may
+/// hold samples of deleted torrents, which this migration neither made nor needs to refuse.)
+fn check_side_table_keys(conn: &Connection) -> rusqlite::Result<()> {
+    let orphans: i64 = conn.query_row(
+        "SELECT count(*) FROM pragma_foreign_key_check('torrent_metrics_durations')",
+        [],
+        |r| r.get(0),
+    )?;
+    if orphans == 0 {
+        return Ok(());
+    }
+    Err(rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
+        Some(format!(
+            "{orphans} torrent_metrics_durations rows name no torrent_metrics row"
+        )),
+    ))
+}
+
+/// Rewrites every `DATETIME` text (Go's driver form in any offset, our RFC 3339 form before
+/// schema version 5, ...) into the [`sql_timestamp`] form, so that text order is time order
+/// for every row. Text that does not parse (or lies outside the representable range, like Go's
+/// zero time) is left as it is.
 fn normalize_datetimes(conn: &Connection) -> rusqlite::Result<()> {
     for (table, key, column) in [
         ("torrents", "info_hash", "added_date"),
@@ -702,8 +843,9 @@ fn apply_event(conn: &Connection, envelope: &Envelope) -> rusqlite::Result<()> {
         }
         Event::MetricsRecorded { samples } => {
             let mut stmt = conn.prepare_cached(INSERT_METRIC)?;
+            let mut durations = conn.prepare_cached(INSERT_METRIC_DURATIONS)?;
             for s in samples {
-                stmt.execute(params![
+                let inserted = stmt.execute(params![
                     s.info_hash.to_hex(),
                     sql_timestamp(s.timestamp),
                     s.downloaded,
@@ -711,9 +853,14 @@ fn apply_event(conn: &Connection, envelope: &Envelope) -> rusqlite::Result<()> {
                     s.download_rate,
                     s.upload_rate,
                     s.peer_count,
-                    s.seeding_time,
-                    s.downloading_time,
                 ])?;
+                if inserted == 1 && (s.seeding_time != 0 || s.downloading_time != 0) {
+                    durations.execute(params![
+                        conn.last_insert_rowid(),
+                        s.seeding_time,
+                        s.downloading_time
+                    ])?;
+                }
             }
             Ok(())
         }
@@ -1003,17 +1150,20 @@ mod tests {
         // Our tables work on the adopted database.
         let dump = projection.dump_tables().unwrap();
         assert!(dump.contains("id=1 seq=0 at_unix_nanos=0"), "{dump}");
-        assert!(dump.contains("seeding_time=0 downloading_time=0"), "{dump}");
-        // Go's DATETIME text was rewritten into the fixed, sortable form.
+        assert!(
+            dump.ends_with("peer_count=3\n\n[torrent_metrics_durations]\n"),
+            "zero durations keep no side row: {dump}"
+        );
+        // Go's DATETIME text is already in the form we write: kept as it is.
         assert!(
             dump.contains(
-                "added_date=\"2024-05-01T12:00:00.000000000Z\" \
-                 updated_date=\"2024-05-01T12:05:00.500000000Z\""
+                "added_date=\"2024-05-01 12:00:00+00:00\" \
+                 updated_date=\"2024-05-01 12:05:00.5+00:00\""
             ),
             "{dump}"
         );
         assert!(
-            dump.contains("timestamp=\"2024-05-01T12:01:00.000000000Z\""),
+            dump.contains("timestamp=\"2024-05-01 12:01:00+00:00\""),
             "{dump}"
         );
     }
@@ -1063,8 +1213,6 @@ mod tests {
                 "download_rate",
                 "upload_rate",
                 "peer_count",
-                "seeding_time",
-                "downloading_time"
             ]
         );
     }
@@ -1083,8 +1231,8 @@ mod tests {
             matches!(
                 err,
                 Error::UnsupportedVersion {
-                    found: 4,
-                    supported: 3,
+                    found: 6,
+                    supported: 5,
                     ..
                 }
             ),
@@ -1138,11 +1286,11 @@ mod tests {
     }
 
     #[test]
-    fn sql_timestamps_are_fixed_width_and_sort_like_time() {
-        assert_eq!(sql_timestamp(at(0)), "2024-05-01T12:00:00.000000000Z");
+    fn sql_timestamps_are_go_driver_text_and_sort_like_time() {
+        assert_eq!(sql_timestamp(at(0)), "2024-05-01 12:00:00+00:00");
         assert_eq!(
             sql_timestamp(Timestamp::from_unix_nanos(1_714_564_800_500_000_000)),
-            "2024-05-01T12:00:00.500000000Z"
+            "2024-05-01 12:00:00.5+00:00"
         );
         let instants = [
             Timestamp::MIN,
@@ -1159,14 +1307,25 @@ mod tests {
         let texts: Vec<String> = instants.iter().map(|&t| sql_timestamp(t)).collect();
         for pair in texts.windows(2) {
             assert!(pair[0] < pair[1], "{pair:?}");
-            assert_eq!(pair[0].len(), 30);
         }
         for (t, text) in instants.iter().zip(&texts) {
             assert_eq!(parse_sql_timestamp(text), Some(*t));
         }
-        assert_eq!(
-            parse_sql_timestamp("2024-05-01 12:00:00.5+00:00"),
-            Some(Timestamp::from_unix_nanos(1_714_564_800_500_000_000))
-        );
+        // Every form read before, and the other layouts Go's driver reads.
+        let half = Some(Timestamp::from_unix_nanos(1_714_564_800_500_000_000));
+        for text in [
+            "2024-05-01 12:00:00.5+00:00",
+            "2024-05-01T12:00:00.500000000Z",
+            "2024-05-01T12:00:00.500Z",
+            "2024-05-01 14:00:00.5+02:00",
+            "2024-05-01T12:00:00.5",
+            "2024-05-01 12:00:00.5",
+            "2024-05-01 12:00:00.5Z",
+        ] {
+            assert_eq!(parse_sql_timestamp(text), half, "{text}");
+        }
+        assert_eq!(parse_sql_timestamp("2024-05-01 12:00"), Some(at(0)));
+        assert_eq!(parse_sql_timestamp("2024-05-01"), Some(at(-12 * 3600)));
+        assert_eq!(parse_sql_timestamp("yesterday"), None);
     }
 }
