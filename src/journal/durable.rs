@@ -60,7 +60,12 @@ pub fn path(journal_dir: &Path) -> PathBuf {
 /// Reads the durable position of store directory `dir`: `Ok(None)` when no writer has
 /// published one (the file is missing). Retries a torn read a few times.
 pub fn read(storage: &dyn Storage, dir: &Path) -> Result<Option<DurablePosition>> {
-    let path = path(&super::journal_dir(dir));
+    read_in(storage, &super::journal_dir(dir))
+}
+
+/// [`read`] for the journal directory `journal_dir` itself.
+pub fn read_in(storage: &dyn Storage, journal_dir: &Path) -> Result<Option<DurablePosition>> {
+    let path = path(journal_dir);
     if !storage.exists(&path) {
         return Ok(None);
     }

@@ -4,6 +4,14 @@
 //! no valid frame after it, is a torn write from a crash — those bytes were never acknowledged,
 //! so they are cut (and kept in `<segment>.broken`). Any other damage is an error naming the
 //! segment, byte offset and seq; nothing is ever skipped silently.
+//!
+//! The durable position (`journal/durable`) bounds the first rule: the writer publishes it only
+//! after `fdatasync` returned, so every event up to it was acknowledged. Bytes at or below it
+//! that are missing or damaged — a truncated or zero-filled last segment, a flipped bit in its
+//! last frame, a last segment removed — are never a torn tail: recovery refuses with an error
+//! naming the segment, offset and seq, and cuts, renumbers and rebuilds nothing. The file is
+//! not fsynced, so after a power cut it may be older than the journal (a weaker check, never a
+//! false one).
 
 use std::path::{Path, PathBuf};
 
@@ -139,6 +147,7 @@ pub struct Recovered {
 /// Checks every segment; cuts a torn tail of the last one. Requires the writer's lock.
 pub fn recover(storage: &dyn Storage, journal_dir: &Path) -> Result<Recovered> {
     remove_leftover_tmp_files(storage, journal_dir)?;
+    let durable_seq = super::durable::read_in(storage, journal_dir)?.map_or(0, |p| p.seq);
     let segments = list_segments(storage, journal_dir)?;
     let mut next_seq = segments.first().map_or(1, |s| s.first_seq);
     let mut last_at_unix_nanos = 0;
@@ -146,8 +155,19 @@ pub fn recover(storage: &dyn Storage, journal_dir: &Path) -> Result<Recovered> {
     let mut segments = segments;
     if let Some(last) = segments.last()
         && last.first_seq >= next_seq
-        && cut_torn_header(storage, last)?
+        && is_torn_header(storage, last)?
     {
+        if last.first_seq <= durable_seq {
+            let reason = "the segment is shorter than its header";
+            return Err(lost_durable_events(
+                &last.path,
+                0,
+                last.first_seq - 1,
+                durable_seq,
+                reason,
+            ));
+        }
+        cut_torn_header(storage, last)?;
         segments.pop();
     }
     for (index, info) in segments.iter().enumerate() {
@@ -168,6 +188,14 @@ pub fn recover(storage: &dyn Storage, journal_dir: &Path) -> Result<Recovered> {
         next_seq = scan.expected_seq();
         let stop = scan.stop().cloned().expect("a finished scan has a stop");
         let ending = judge(&info.path, &buf, &stop, is_last, next_seq.saturating_sub(1))?;
+        if is_last && next_seq <= durable_seq {
+            let (offset, reason) = match &stop {
+                Stop::Clean { offset } => (*offset, "the data ends there".to_owned()),
+                Stop::Damaged { offset, damage } => (*offset, damage.to_string()),
+            };
+            let err = lost_durable_events(&info.path, offset, next_seq - 1, durable_seq, &reason);
+            return Err(err);
+        }
         let end = match ending {
             Ending::Clean { offset } => offset,
             Ending::TornTail { offset } => {
@@ -182,6 +210,20 @@ pub fn recover(storage: &dyn Storage, journal_dir: &Path) -> Result<Recovered> {
             file.sync_data().ctx("fdatasync", &info.path)?;
         }
         active_len_bytes = end as u64;
+    }
+    if next_seq <= durable_seq {
+        // The segment that held the acknowledged tail is gone altogether.
+        let (path, offset) = segments.last().map_or((journal_dir.to_path_buf(), 0), |s| {
+            (s.path.clone(), active_len_bytes)
+        });
+        let reason = "no segment holds the events after it";
+        return Err(lost_durable_events(
+            &path,
+            offset as usize,
+            next_seq - 1,
+            durable_seq,
+            reason,
+        ));
     }
     // Make the recovered state durable before anything is acknowledged on top of it: the last
     // segment may hold written-but-unsynced bytes (a failed fdatasync; `Never`/`Interval` and a
@@ -202,6 +244,28 @@ pub fn recover(storage: &dyn Storage, journal_dir: &Path) -> Result<Recovered> {
     })
 }
 
+/// The error for acknowledged events that are missing or damaged: the journal's valid data
+/// ends at seq `last_seq` (at `offset` of `segment`), the durable position says `durable_seq`.
+fn lost_durable_events(
+    segment: &Path,
+    offset: usize,
+    last_seq: u64,
+    durable_seq: u64,
+    reason: &str,
+) -> Error {
+    Error::Corrupt {
+        segment: segment.to_path_buf(),
+        offset: offset as u64,
+        seq: Some(last_seq + 1),
+        reason: format!(
+            "{reason}, after seq {last_seq}, but journal/durable says seq {durable_seq} was \
+             acknowledged: {} acknowledged events are missing or damaged; nothing was cut \
+             (restore the segment from a backup, or copy what is readable with `tj salvage`)",
+            durable_seq - last_seq
+        ),
+    }
+}
+
 /// Whether a segment is shorter than its header and holds a prefix of a valid header.
 pub fn is_torn_header(storage: &dyn Storage, info: &SegmentInfo) -> Result<bool> {
     let bytes = storage.read_file(&info.path).ctx("read", &info.path)?;
@@ -213,10 +277,7 @@ pub fn is_torn_header(storage: &dyn Storage, info: &SegmentInfo) -> Result<bool>
 /// A last segment shorter than its header, holding a prefix of a valid header, was cut while
 /// being created (the rename reached the disk, the bytes did not): it never held a frame. Its
 /// bytes are kept in `<segment>.broken` and the file removed, so the writer creates it anew.
-fn cut_torn_header(storage: &dyn Storage, info: &SegmentInfo) -> Result<bool> {
-    if !is_torn_header(storage, info)? {
-        return Ok(false);
-    }
+fn cut_torn_header(storage: &dyn Storage, info: &SegmentInfo) -> Result<()> {
     let bytes = storage.read_file(&info.path).ctx("read", &info.path)?;
     let broken = free_broken_path(storage, &info.path);
     if !bytes.is_empty() {
@@ -231,7 +292,7 @@ fn cut_torn_header(storage: &dyn Storage, info: &SegmentInfo) -> Result<bool> {
         saved_to = %broken.display(),
         "removed a segment whose header was cut by a crash (it held no events)"
     );
-    Ok(true)
+    Ok(())
 }
 
 /// Saves `buf[offset..]` (without trailing zero padding) to `<segment>.broken` durably, then

@@ -38,6 +38,10 @@ pub enum ProblemKind {
     UndecodableEvent,
     /// A segment that could not be read at all.
     Unreadable,
+    /// The journal ends (or its damage starts) before the seq `journal/durable` says was
+    /// acknowledged: acknowledged events are missing or damaged. Reported once, after any
+    /// damage found in the last segment.
+    MissingDurableEvents,
 }
 
 /// One problem, located.
@@ -96,13 +100,43 @@ pub trait Visitor {
 
 /// Walks every segment of store directory `dir`, reporting valid frames and problems; after
 /// damage it resynchronizes on the next valid frame and keeps going.
+///
+/// The durable position is read before any segment: beside a live writer, bytes read later
+/// only ever extend past it, so a shortfall is real loss, never a write in progress.
 pub fn walk(storage: &dyn Storage, dir: &Path, visitor: &mut dyn Visitor) -> Result<()> {
     let journal_dir = super::journal_dir(dir);
+    let durable_seq = super::durable::read_in(storage, &journal_dir)?.map_or(0, |p| p.seq);
     let segments = recovery::list_segments(storage, &journal_dir)?;
     let mut expected_seq: Option<u64> = None;
     for (index, info) in segments.iter().enumerate() {
         let is_last = index + 1 == segments.len();
-        expected_seq = walk_segment(storage, info, is_last, expected_seq, visitor);
+        let tail = is_last.then_some(durable_seq);
+        expected_seq = walk_segment(storage, info, tail, expected_seq, visitor);
+    }
+    let next_seq = expected_seq
+        .or(segments.first().map(|s| s.first_seq))
+        .unwrap_or(1);
+    if next_seq <= durable_seq {
+        let (segment, offset) = match segments.last() {
+            Some(last) => (last.path.clone(), storage.file_len(&last.path).unwrap_or(0)),
+            None => (journal_dir.clone(), 0),
+        };
+        let missing = durable_seq + 1 - next_seq;
+        let detail = format!(
+            "the journal's valid events end at seq {}, but journal/durable says seq \
+             {durable_seq} was acknowledged: {missing} acknowledged events are missing or damaged",
+            next_seq - 1
+        );
+        let problem = Problem {
+            kind: ProblemKind::MissingDurableEvents,
+            segment,
+            offset,
+            seq: Some(next_seq),
+            detail,
+            damaged_bytes: 0,
+            affected_torrents: Vec::new(),
+        };
+        visitor.problem(problem, &[]);
     }
     Ok(())
 }
@@ -138,11 +172,12 @@ impl Visitor for VerifyReport {
     }
 }
 
-/// Walks one segment; returns the seq expected next.
+/// Walks one segment; returns the seq expected next. `durable_tail` is `Some(durable seq)` for
+/// the last segment: damage there with nothing valid after it is a torn tail only past it.
 fn walk_segment(
     storage: &dyn Storage,
     info: &SegmentInfo,
-    is_last: bool,
+    durable_tail: Option<u64>,
     expected_seq: Option<u64>,
     visitor: &mut dyn Visitor,
 ) -> Option<u64> {
@@ -230,7 +265,8 @@ fn walk_segment(
         }
         let resync = segment::find_valid_frame_after(&bytes, offset + 1, next_seq - 1);
         let end = resync.unwrap_or(bytes.len());
-        let kind = if resync.is_none() && is_last {
+        let torn = durable_tail.is_some_and(|durable_seq| next_seq > durable_seq);
+        let kind = if resync.is_none() && torn {
             ProblemKind::TornTail
         } else {
             ProblemKind::DamagedFrame
