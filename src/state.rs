@@ -382,6 +382,50 @@ mod tests {
     }
 
     #[test]
+    fn write_times_are_the_last_storing_or_changing_events() {
+        let (t1, t2) = (torrent(4), torrent(5));
+        let sample = TorrentMetrics {
+            info_hash: t1.info_hash,
+            timestamp: at(0),
+            ..TorrentMetrics::default()
+        };
+        let state = fold(vec![
+            hook(HookEvent::TorrentAdded, t1.clone(), json!({})), // at(0)
+            Event::TorrentSaved {
+                torrent: Box::new(t2.clone()),
+            }, // at(1)
+            hook(HookEvent::TorrentMetadata, t1.clone(), json!({})), // at(2)
+            Event::SessionConfigSaved {
+                config: Box::new(SessionConfiguration::sample()),
+            }, // at(3)
+            hook(HookEvent::TorrentError, t2.clone(), json!({"error": "x"})), // at(4)
+            Event::MetricsRecorded {
+                samples: vec![sample],
+            }, // at(5): writes no row of torrents
+            Event::MetricsPurged { older_than: at(-1) },          // at(6)
+        ]);
+        assert_eq!(state.written.torrent(&t1.info_hash), Some(at(2)));
+        assert_eq!(state.written.torrent(&t2.info_hash), Some(at(4)));
+        assert_eq!(state.written.session, Some(at(3)));
+
+        let state = fold(vec![
+            hook(HookEvent::TorrentAdded, t1.clone(), json!({})),
+            hook(HookEvent::TorrentRemoved, t1.clone(), json!({})),
+        ]);
+        assert_eq!(state.written, WriteTimes::default());
+
+        let mut filled = state.clone();
+        filled.torrents.insert(t2.info_hash, Arc::new(t2.clone()));
+        filled.written.torrents.insert(t1.info_hash, at(0));
+        filled.fill_missing_write_times(at(9));
+        assert_eq!(
+            filled.written.torrents.into_iter().collect::<Vec<_>>(),
+            vec![(t2.info_hash, at(9))]
+        );
+        assert_eq!(filled.written.session, None);
+    }
+
+    #[test]
     #[should_panic(expected = "seq order")]
     fn out_of_order_application_is_a_bug() {
         let mut state = State::default();
