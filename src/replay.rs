@@ -32,7 +32,7 @@ use std::sync::mpsc::sync_channel;
 use crate::error::{Error, Result};
 use crate::event::{Event, HookRecord};
 use crate::journal::RawFrame;
-use crate::model::{HookEvent, InfoHash, TorrentState};
+use crate::model::{HookEvent, InfoHash, Timestamp, TorrentState};
 use crate::msgpack::Cursor;
 use crate::state::{self, Effect, State};
 
@@ -121,8 +121,13 @@ fn hook_event(name: &[u8]) -> Option<HookEvent> {
 enum Slot {
     /// Removed: not stored at this point.
     Removed,
-    /// Stored (from `base` + `amends`).
-    Live { base: Base, amends: Vec<Amend> },
+    /// Stored (from `base` + `amends`), last written at `written` (the commit time of the last
+    /// replacing or amending event: [`crate::state::WriteTimes`]).
+    Live {
+        base: Base,
+        amends: Vec<Amend>,
+        written: Timestamp,
+    },
 }
 
 #[derive(Debug)]
@@ -210,8 +215,8 @@ where
     })
 }
 
-/// Torrents after the replay (`None`: removed).
-type Resolved = Vec<(InfoHash, Option<Arc<TorrentState>>)>;
+/// Torrents after the replay, with their write times (`None`: removed).
+type Resolved = Vec<(InfoHash, Option<(Arc<TorrentState>, Timestamp)>)>;
 
 struct Fold {
     state: State,
@@ -233,16 +238,16 @@ impl Fold {
         }
         let (seq, at) = (frame.seq, frame.at);
         match peek(&frame.payload) {
-            Peek::Torrent(Effect::Put, h) => self.put(h, Base::Raw(frame)),
+            Peek::Torrent(Effect::Put, h) => self.put(h, Base::Raw(frame), at),
             Peek::Torrent(Effect::Remove, h) => {
                 self.done.push(frame);
                 self.remove(h);
             }
-            Peek::Torrent(Effect::Amend, h) => self.amend(h, Amend::Raw(frame))?,
+            Peek::Torrent(Effect::Amend, h) => self.amend(h, Amend::Raw(frame), at)?,
             Peek::Decode => {
                 let envelope = frame.decode()?;
                 self.done.push(frame);
-                self.event(envelope.event)?;
+                self.event(envelope.event, at)?;
             }
         }
         self.state.last_seq = seq;
@@ -250,27 +255,30 @@ impl Fold {
         Ok(())
     }
 
-    /// Applies a decoded event (one the peek left to the decoder).
-    fn event(&mut self, event: Event) -> Result<()> {
+    /// Applies a decoded event (one the peek left to the decoder) committed at `at`.
+    fn event(&mut self, event: Event, at: Timestamp) -> Result<()> {
         match event {
             Event::Hook(record) => {
                 let h = record.torrent.info_hash;
                 match state::hook_effect(record.event) {
-                    Effect::Put => self.put(h, Base::Value(Arc::new(*record.torrent))),
+                    Effect::Put => self.put(h, Base::Value(Arc::new(*record.torrent)), at),
                     Effect::Remove => self.remove(h),
-                    Effect::Amend => self.amend(h, Amend::Decoded(record))?,
+                    Effect::Amend => self.amend(h, Amend::Decoded(record), at)?,
                 }
             }
             Event::TorrentSaved { torrent } => {
-                self.put(torrent.info_hash, Base::Value(Arc::new(*torrent)));
+                self.put(torrent.info_hash, Base::Value(Arc::new(*torrent)), at);
             }
             Event::TorrentsSaved { torrents } => {
                 for torrent in torrents {
-                    self.put(torrent.info_hash, Base::Value(Arc::new(torrent)));
+                    self.put(torrent.info_hash, Base::Value(Arc::new(torrent)), at);
                 }
             }
             Event::TorrentDeleted { info_hash } => self.remove(info_hash),
-            Event::SessionConfigSaved { config } => self.state.session = Some(*config),
+            Event::SessionConfigSaved { config } => {
+                self.state.session = Some(*config);
+                self.state.written.session = Some(at);
+            }
             Event::MetricsRecorded { samples } => {
                 let (slots, torrents) = (&self.slots, &self.state.torrents);
                 state::record_metrics_of_known(&mut self.state.metrics, samples, |h| {
@@ -288,12 +296,13 @@ impl Fold {
         Ok(())
     }
 
-    fn put(&mut self, h: InfoHash, base: Base) {
+    fn put(&mut self, h: InfoHash, base: Base, at: Timestamp) {
         let old = self.slots.insert(
             h,
             Slot::Live {
                 base,
                 amends: Vec::new(),
+                written: at,
             },
         );
         self.discard(old);
@@ -307,7 +316,7 @@ impl Fold {
 
     /// Hands a superseded slot's frames to [`Fold::done`].
     fn discard(&mut self, slot: Option<Slot>) {
-        if let Some(Slot::Live { base, amends }) = slot {
+        if let Some(Slot::Live { base, amends, .. }) = slot {
             if let Base::Raw(frame) = base {
                 self.done.push(frame);
             }
@@ -319,7 +328,7 @@ impl Fold {
         }
     }
 
-    fn amend(&mut self, h: InfoHash, amend: Amend) -> Result<()> {
+    fn amend(&mut self, h: InfoHash, amend: Amend, at: Timestamp) -> Result<()> {
         let slot = self.slots.entry(h).or_insert_with(|| Slot::Live {
             base: self
                 .state
@@ -327,23 +336,34 @@ impl Fold {
                 .get(&h)
                 .map_or(Base::Absent, |t| Base::Value(Arc::clone(t))),
             amends: Vec::new(),
+            written: at,
         });
         match slot {
             Slot::Removed => {
                 *slot = Slot::Live {
                     base: Base::Absent,
                     amends: vec![amend],
+                    written: at,
                 };
             }
-            Slot::Live { amends, .. } if amends.len() < MAX_PENDING_AMENDS => amends.push(amend),
+            Slot::Live {
+                amends, written, ..
+            } if amends.len() < MAX_PENDING_AMENDS => {
+                amends.push(amend);
+                *written = at;
+            }
             Slot::Live { .. } => {
                 // Too many kept: fold them in now.
-                if let Slot::Live { base, mut amends } = std::mem::replace(slot, Slot::Removed) {
+                if let Slot::Live {
+                    base, mut amends, ..
+                } = std::mem::replace(slot, Slot::Removed)
+                {
                     amends.push(amend);
                     let value = resolve(h, base, amends)?;
                     *slot = Slot::Live {
                         base: value.map_or(Base::Absent, Base::Value),
                         amends: Vec::new(),
+                        written: at,
                     };
                 }
             }
@@ -376,9 +396,11 @@ impl Fold {
                         part.into_iter()
                             .map(|(h, slot)| match slot {
                                 Slot::Removed => Ok((h, None)),
-                                Slot::Live { base, amends } => {
-                                    resolve(h, base, amends).map(|t| (h, t))
-                                }
+                                Slot::Live {
+                                    base,
+                                    amends,
+                                    written,
+                                } => resolve(h, base, amends).map(|t| (h, t.map(|t| (t, written)))),
                             })
                             .collect::<Result<Vec<_>>>()
                     })
@@ -397,16 +419,24 @@ impl Fold {
         for part in resolved {
             torrents.extend(part?);
         }
-        if state.torrents.is_empty() {
-            state.torrents = torrents
+        if state.torrents.is_empty() && state.written.torrents.is_empty() {
+            let live: Vec<_> = torrents
                 .into_iter()
                 .filter_map(|(h, t)| t.map(|t| (h, t)))
                 .collect();
+            state.written.torrents = live.iter().map(|(h, (_, at))| (*h, *at)).collect();
+            state.torrents = live.into_iter().map(|(h, (t, _))| (h, t)).collect();
         } else {
             for (h, t) in torrents {
                 match t {
-                    Some(t) => state.torrents.insert(h, t),
-                    None => state.torrents.remove(&h),
+                    Some((t, at)) => {
+                        state.torrents.insert(h, t);
+                        state.written.torrents.insert(h, at);
+                    }
+                    None => {
+                        state.torrents.remove(&h);
+                        state.written.torrents.remove(&h);
+                    }
                 };
             }
         }

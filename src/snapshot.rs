@@ -36,7 +36,7 @@ use tracing::warn;
 use crate::error::{Error, IoContext, Result};
 use crate::model::{InfoHash, Timestamp, TorrentState};
 use crate::msgpack;
-use crate::state::State;
+use crate::state::{State, WriteTimes};
 use crate::storage::{self, Storage};
 
 /// The first eight bytes of every snapshot.
@@ -279,11 +279,15 @@ pub fn decode(bytes: &[u8]) -> Result<(SnapshotHeader, SnapshotBody), SnapshotEr
             got,
         });
     }
-    let body = match decode_split(body_bytes)? {
+    let mut body = match decode_split(body_bytes)? {
         Some(body) => body,
         None => decode_whole(body_bytes)?,
     };
     check_agreement(&header, &body)?;
+    // A snapshot from before write times were kept: what it holds was written at its own time
+    // at the latest (docs/FORMAT.md, "Body").
+    let at = body.at();
+    body.state.fill_missing_write_times(at);
     Ok((header, body))
 }
 
@@ -308,6 +312,8 @@ struct BodyParts<'a> {
     metrics: &'a [u8],
     last_seq: &'a [u8],
     last_at: &'a [u8],
+    /// Absent in snapshots written before write times were kept.
+    written: Option<&'a [u8]>,
     tombstones: Option<&'a [u8]>,
 }
 
@@ -317,8 +323,8 @@ type EncodedTorrents<'a> = Vec<(&'a [u8], &'a [u8])>;
 /// Torrents handed to a decoding thread at a time.
 const CHUNK_TORRENTS: usize = 512;
 
-/// Walks a body laid out as `encode` writes it — a map of `state` (a map of exactly the five
-/// [`State`] fields, each once) and optionally `tombstones`, nothing after it — handing the
+/// Walks a body laid out as `encode` writes it — a map of `state` (a map of the [`State`]
+/// fields, each once, `written` optional) and optionally `tombstones`, nothing after it — handing the
 /// torrents (nearly all of the bytes) to `torrents` in consecutive chunks as it finds them, so
 /// they can be decoded on other threads meanwhile. `None` for any other layout (the body is
 /// then decoded whole, which also reports what is wrong with it).
@@ -343,22 +349,27 @@ fn split_body<'a>(
     if c.pos() != bytes.len() {
         return None;
     }
-    let [session, metrics, last_seq, last_at] = state?;
+    let ([session, metrics, last_seq, last_at], written) = state?;
     Some(BodyParts {
         session,
         metrics,
         last_seq,
         last_at,
+        written,
         tombstones,
     })
 }
 
+/// The encoded `session`, `metrics`, `last_seq`, `last_at` of a [`State`], and its `written`
+/// when present.
+type StateParts<'a> = ([&'a [u8]; 4], Option<&'a [u8]>);
+
 fn split_state<'a>(
     c: &mut msgpack::Cursor<'a>,
     on_torrents: &mut dyn FnMut(EncodedTorrents<'a>),
-) -> Option<[&'a [u8]; 4]> {
+) -> Option<StateParts<'a>> {
     let mut torrents = false;
-    let mut fields: [Option<&[u8]>; 4] = [None; 4];
+    let mut fields: [Option<&[u8]>; 5] = [None; 5];
     for _ in 0..c.map_len()? {
         let slot = match c.str()? {
             b"torrents" if !torrents => {
@@ -388,6 +399,7 @@ fn split_state<'a>(
             b"metrics" => &mut fields[1],
             b"last_seq" => &mut fields[2],
             b"last_at" => &mut fields[3],
+            b"written" => &mut fields[4],
             _ => return None,
         };
         if slot.is_some() {
@@ -397,10 +409,10 @@ fn split_state<'a>(
         c.skip()?;
         *slot = Some(c.since(start));
     }
-    let [Some(a), Some(b), Some(d), Some(e)] = fields else {
+    let [Some(a), Some(b), Some(d), Some(e), written] = fields else {
         return None;
     };
-    torrents.then_some([a, b, d, e])
+    torrents.then_some(([a, b, d, e], written))
 }
 
 /// Upper bound on threads decoding a snapshot's torrents.
@@ -492,6 +504,10 @@ fn decode_split(bytes: &[u8]) -> Result<Option<SnapshotBody>, SnapshotError> {
         metrics: field("metrics", parts.metrics)?,
         last_seq: field("last_seq", parts.last_seq)?,
         last_at: field("last_at", parts.last_at)?,
+        written: match parts.written {
+            Some(bytes) => field("written", bytes)?,
+            None => WriteTimes::default(),
+        },
     };
     let tombstones = match parts.tombstones {
         Some(bytes) => field("tombstones", bytes)?,
@@ -696,9 +712,10 @@ mod tests {
         let mut state = State {
             session: Some(SessionConfiguration::sample()),
             last_seq: 42,
-            last_at: at,
+            last_at: at.saturating_add_nanos(1 << 40),
             ..State::default()
         };
+        state.written.session = Some(at);
         for n in 0..torrents {
             let mut bytes = [0u8; 20];
             bytes[..8].copy_from_slice(&(n as u64).to_be_bytes());
@@ -709,6 +726,10 @@ mod tests {
             };
             let torrent = TorrentState::sample(hash, &format!("t{n}"), at);
             state.torrents.insert(hash, Arc::new(torrent));
+            state
+                .written
+                .torrents
+                .insert(hash, at.saturating_add_nanos(n as i64));
             if n % 3 == 0 {
                 let sample = TorrentMetrics {
                     info_hash: hash,
@@ -762,6 +783,7 @@ mod tests {
             metrics: &'a BTreeMap<InfoHash, Vec<crate::model::TorrentMetrics>>,
             last_seq: u64,
             last_at: Timestamp,
+            written: &'a WriteTimes,
             labels_index: Vec<String>,
         }
         #[derive(Serialize)]
@@ -776,6 +798,7 @@ mod tests {
                 metrics: &body.state.metrics,
                 last_seq: body.state.last_seq,
                 last_at: body.state.last_at,
+                written: &body.state.written,
                 labels_index: vec!["x".into()],
             },
         };

@@ -27,6 +27,35 @@ pub struct State {
     pub last_seq: u64,
     /// Commit time of the last event applied.
     pub last_at: Timestamp,
+    /// When each live torrent and the session configuration were last written (the SQLite
+    /// projection's `updated_date`). Snapshots written before this field read it as empty and
+    /// are then completed by [`State::fill_missing_write_times`].
+    #[serde(default)]
+    pub written: WriteTimes,
+}
+
+/// The commit time (`Envelope::at`) of the last event that wrote each live torrent — stored it
+/// (added, started, stopped, completed, `TorrentSaved`, `TorrentsSaved`) or changed it
+/// (metadata, error) — and of the last `SessionConfigSaved`. A removal forgets the torrent's
+/// entry; metrics events write neither. This is what the SQLite projection's
+/// `torrents.updated_date` and `session_config.updated_date` hold, so a projection installed
+/// from a state (restore, a rebuild after compaction, a follower's resync) writes the same rows
+/// as one that applied every event.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteTimes {
+    /// Per live torrent.
+    #[serde(default)]
+    pub torrents: BTreeMap<InfoHash, Timestamp>,
+    /// Of the session configuration (`None` while none was saved).
+    #[serde(default)]
+    pub session: Option<Timestamp>,
+}
+
+impl WriteTimes {
+    /// When `info_hash` was last written, if known.
+    pub fn torrent(&self, info_hash: &InfoHash) -> Option<Timestamp> {
+        self.torrents.get(info_hash).copied()
+    }
 }
 
 impl State {
@@ -42,6 +71,28 @@ impl State {
     /// Total number of metrics samples held.
     pub fn metrics_len(&self) -> usize {
         self.metrics.values().map(Vec::len).sum()
+    }
+
+    /// Gives every live torrent without a write time, and a saved session configuration
+    /// without one, the time `at`; drops write times of torrents not live. A state folded by
+    /// [`apply`] has every write time already; a snapshot written before write times were kept
+    /// gets its own commit time here (the latest time anything in it can have been written —
+    /// the true times are not in the file).
+    pub fn fill_missing_write_times(&mut self, at: Timestamp) {
+        let torrents = &self.torrents;
+        self.written
+            .torrents
+            .retain(|h, _| torrents.contains_key(h));
+        if self.written.torrents.len() < self.torrents.len() {
+            for info_hash in self.torrents.keys() {
+                self.written.torrents.entry(*info_hash).or_insert(at);
+            }
+        }
+        if self.session.is_some() {
+            self.written.session.get_or_insert(at);
+        } else {
+            self.written.session = None;
+        }
     }
 }
 
@@ -64,12 +115,16 @@ pub fn apply(state: &mut State, envelope: &Envelope) {
         envelope.seq,
         state.last_seq
     );
+    let at = envelope.at;
     match &envelope.event {
-        Event::Hook(record) => apply_hook(state, record),
-        Event::TorrentSaved { torrent } => put(state, torrent),
-        Event::TorrentsSaved { torrents } => torrents.iter().for_each(|t| put(state, t)),
+        Event::Hook(record) => apply_hook(state, record, at),
+        Event::TorrentSaved { torrent } => put(state, torrent, at),
+        Event::TorrentsSaved { torrents } => torrents.iter().for_each(|t| put(state, t, at)),
         Event::TorrentDeleted { info_hash } => remove(state, info_hash),
-        Event::SessionConfigSaved { config } => state.session = Some((**config).clone()),
+        Event::SessionConfigSaved { config } => {
+            state.session = Some((**config).clone());
+            state.written.session = Some(at);
+        }
         Event::MetricsRecorded { samples } => record_metrics(state, samples),
         Event::MetricsPurged { older_than } => purge_metrics(&mut state.metrics, *older_than),
     }
@@ -77,15 +132,17 @@ pub fn apply(state: &mut State, envelope: &Envelope) {
     state.last_at = envelope.at;
 }
 
-fn apply_hook(state: &mut State, record: &HookRecord) {
+fn apply_hook(state: &mut State, record: &HookRecord, at: Timestamp) {
     let info_hash = record.torrent.info_hash;
     match hook_effect(record.event) {
-        Effect::Put => put(state, &record.torrent),
+        Effect::Put => put(state, &record.torrent, at),
         Effect::Remove => remove(state, &info_hash),
         Effect::Amend => {
             if let Some(added) = amend(state.torrents.get_mut(&info_hash), record) {
                 state.torrents.insert(info_hash, Arc::new(added));
             }
+            // Stored or changed either way: amending always leaves the torrent stored.
+            state.written.torrents.insert(info_hash, at);
         }
     }
 }
@@ -114,15 +171,17 @@ pub fn hook_effect(event: HookEvent) -> Effect {
     }
 }
 
-fn put(state: &mut State, torrent: &TorrentState) {
+fn put(state: &mut State, torrent: &TorrentState, at: Timestamp) {
     state
         .torrents
         .insert(torrent.info_hash, Arc::new(torrent.clone()));
+    state.written.torrents.insert(torrent.info_hash, at);
 }
 
 fn remove(state: &mut State, info_hash: &InfoHash) {
     state.torrents.remove(info_hash);
     state.metrics.remove(info_hash);
+    state.written.torrents.remove(info_hash);
 }
 
 /// Applies a metadata or error hook (any other hook: nothing) to the stored torrent; when there
@@ -320,6 +379,50 @@ mod tests {
         ]);
         assert_eq!(state.metrics[&t.info_hash], vec![sample(2)]);
         assert_eq!(state.metrics_len(), 1);
+    }
+
+    #[test]
+    fn write_times_are_the_last_storing_or_changing_events() {
+        let (t1, t2) = (torrent(4), torrent(5));
+        let sample = TorrentMetrics {
+            info_hash: t1.info_hash,
+            timestamp: at(0),
+            ..TorrentMetrics::default()
+        };
+        let state = fold(vec![
+            hook(HookEvent::TorrentAdded, t1.clone(), json!({})), // at(0)
+            Event::TorrentSaved {
+                torrent: Box::new(t2.clone()),
+            }, // at(1)
+            hook(HookEvent::TorrentMetadata, t1.clone(), json!({})), // at(2)
+            Event::SessionConfigSaved {
+                config: Box::new(SessionConfiguration::sample()),
+            }, // at(3)
+            hook(HookEvent::TorrentError, t2.clone(), json!({"error": "x"})), // at(4)
+            Event::MetricsRecorded {
+                samples: vec![sample],
+            }, // at(5): writes no row of torrents
+            Event::MetricsPurged { older_than: at(-1) },          // at(6)
+        ]);
+        assert_eq!(state.written.torrent(&t1.info_hash), Some(at(2)));
+        assert_eq!(state.written.torrent(&t2.info_hash), Some(at(4)));
+        assert_eq!(state.written.session, Some(at(3)));
+
+        let state = fold(vec![
+            hook(HookEvent::TorrentAdded, t1.clone(), json!({})),
+            hook(HookEvent::TorrentRemoved, t1.clone(), json!({})),
+        ]);
+        assert_eq!(state.written, WriteTimes::default());
+
+        let mut filled = state.clone();
+        filled.torrents.insert(t2.info_hash, Arc::new(t2.clone()));
+        filled.written.torrents.insert(t1.info_hash, at(0));
+        filled.fill_missing_write_times(at(9));
+        assert_eq!(
+            filled.written.torrents.into_iter().collect::<Vec<_>>(),
+            vec![(t2.info_hash, at(9))]
+        );
+        assert_eq!(filled.written.session, None);
     }
 
     #[test]

@@ -17,10 +17,13 @@ use proptest::prelude::*;
 use torrent_journal::event::Envelope;
 use torrent_journal::history::{self, Target};
 use torrent_journal::journal::JournalOptions;
-use torrent_journal::model::{ManualClock, Timestamp};
+use torrent_journal::model::{
+    InfoHash, ManualClock, SessionConfiguration, Timestamp, TorrentMetrics, TorrentState,
+};
 use torrent_journal::simulate::Simulation;
 use torrent_journal::snapshot::{
-    self, SNAPSHOT_HEADER_BYTES, SnapshotBody, SnapshotError, SnapshotHeader, Tombstone,
+    self, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_HEADER_BYTES, SnapshotBody, SnapshotError,
+    SnapshotHeader, Tombstone,
 };
 use torrent_journal::state::State;
 use torrent_journal::storage::{RealStorage, SimStorage, Storage};
@@ -441,3 +444,223 @@ proptest! {
         let _ = snapshot::decode(&mutated);
     }
 }
+
+/// A snapshot body as snapshot format 1 wrote it before `state.written` existed.
+#[derive(serde::Serialize)]
+struct BodyWithoutWriteTimes<'a> {
+    state: StateWithoutWriteTimes<'a>,
+    tombstones: &'a [Tombstone],
+}
+
+#[derive(serde::Serialize)]
+struct StateWithoutWriteTimes<'a> {
+    torrents: &'a std::collections::BTreeMap<InfoHash, Arc<TorrentState>>,
+    session: &'a Option<SessionConfiguration>,
+    metrics: &'a std::collections::BTreeMap<InfoHash, Vec<TorrentMetrics>>,
+    last_seq: u64,
+    last_at: Timestamp,
+}
+
+/// Header + body bytes, as `snapshot::encode` frames them.
+fn framed(body: &[u8], state: &State) -> Vec<u8> {
+    let header = SnapshotHeader {
+        version: SNAPSHOT_FORMAT_VERSION,
+        seq: state.last_seq,
+        at: state.last_at,
+        torrent_count: state.torrents.len() as u64,
+        body_len: body.len() as u64,
+        body_crc: crc32c::crc32c(body),
+    };
+    let mut out = header.encode().to_vec();
+    out.extend_from_slice(body);
+    out
+}
+
+#[test]
+fn write_times_round_trip_and_are_the_reducers() {
+    let body = body(11, 8, 300);
+    let written = &body.state.written;
+    // One per live torrent, each the commit time of an event at or before the snapshot; most
+    // torrents were last written well before it.
+    assert_eq!(
+        written.torrents.keys().collect::<Vec<_>>(),
+        body.state.torrents.keys().collect::<Vec<_>>()
+    );
+    assert!(written.torrents.values().all(|&t| t <= body.state.last_at));
+    let older = written
+        .torrents
+        .values()
+        .filter(|&&t| t < body.state.last_at)
+        .count();
+    assert!(older >= written.torrents.len() / 2, "{written:?}");
+    assert!(written.session.is_some_and(|t| t < body.state.last_at));
+
+    let bytes = snapshot::encode(&body).unwrap();
+    let (_, decoded) = snapshot::decode(&bytes).unwrap();
+    assert_eq!(decoded.state.written, body.state.written);
+    assert_eq!(decoded, body);
+    // The split (parallel) decoder and serde agree on the field, in a body big enough to take
+    // the split path's worker threads too.
+    let big = body_with_distinct_times(4000);
+    let bytes = snapshot::encode(&big).unwrap();
+    assert!(bytes.len() > 4 << 20, "{} bytes", bytes.len());
+    assert_eq!(snapshot::decode(&bytes).unwrap().1, big);
+}
+
+/// Many torrents, each with its own write time.
+fn body_with_distinct_times(torrents: usize) -> SnapshotBody {
+    let at = Timestamp::from_unix_nanos(START);
+    let mut state = State {
+        session: Some(SessionConfiguration::sample()),
+        last_seq: 9_000,
+        last_at: at.saturating_add_nanos(1 << 40),
+        ..State::default()
+    };
+    state.written.session = Some(at.saturating_add_nanos(7));
+    for n in 0..torrents {
+        let mut bytes = [0u8; 20];
+        bytes[..8].copy_from_slice(&(n as u64).to_be_bytes());
+        let hash = InfoHash::V1(bytes);
+        state.torrents.insert(
+            hash,
+            Arc::new(TorrentState::sample(hash, &format!("t{n}"), at)),
+        );
+        state
+            .written
+            .torrents
+            .insert(hash, at.saturating_add_nanos(n as i64 * 1_000));
+    }
+    SnapshotBody {
+        state,
+        tombstones: Vec::new(),
+    }
+}
+
+#[test]
+fn a_body_without_write_times_reads_them_as_the_snapshots_own_time() {
+    let body = body(5, 6, 200);
+    assert!(body.state.torrents.len() >= 3 && body.state.session.is_some());
+    let old = BodyWithoutWriteTimes {
+        state: StateWithoutWriteTimes {
+            torrents: &body.state.torrents,
+            session: &body.state.session,
+            metrics: &body.state.metrics,
+            last_seq: body.state.last_seq,
+            last_at: body.state.last_at,
+        },
+        tombstones: &body.tombstones,
+    };
+    let encoded = rmp_serde::to_vec_named(&old).unwrap();
+    let (_, decoded) = snapshot::decode(&framed(&encoded, &body.state)).unwrap();
+    let at = body.state.last_at;
+    assert!(decoded.state.written.torrents.len() == body.state.torrents.len());
+    assert!(decoded.state.written.torrents.values().all(|&t| t == at));
+    assert_eq!(decoded.state.written.session, Some(at));
+    assert_ne!(
+        decoded.state.written, body.state.written,
+        "the reducer's own times are earlier"
+    );
+    // Everything else is as written.
+    let mut expected = body.clone();
+    expected.state.written = decoded.state.written.clone();
+    assert_eq!(decoded, expected);
+    // A body whose write times miss some torrents (none live without one) is completed alike;
+    // times of torrents that are not live are dropped.
+    let mut partial = body.clone();
+    let first = *partial.state.torrents.keys().next().unwrap();
+    partial.state.written.torrents.remove(&first);
+    partial
+        .state
+        .written
+        .torrents
+        .insert(InfoHash::V1([0xab; 20]), at);
+    let (_, decoded) = snapshot::decode(&snapshot::encode(&partial).unwrap()).unwrap();
+    let mut expected = body.state.written.clone();
+    expected.torrents.insert(first, at);
+    assert_eq!(decoded.state.written, expected);
+}
+
+/// `tests/fixtures/v1/snapshots-before-write-times/`: a snapshot of the v1 fixture journal at
+/// seq 111, written by the build before write times were kept (`tj compact --retain-events 20`
+/// on a copy of `tests/fixtures/v1/`). Never regenerate it.
+fn old_snapshot_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/v1/snapshots-before-write-times/00000000000000000111.snap")
+}
+
+#[test]
+fn a_snapshot_written_before_write_times_still_reads_and_restores() {
+    let path = old_snapshot_fixture();
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(
+        crc32c::crc32c(&bytes),
+        OLD_SNAPSHOT_CRC,
+        "the fixture changed"
+    );
+    let journal = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1");
+    let envelopes: Vec<Envelope> = torrent_journal::JournalReader::open(&journal)
+        .unwrap()
+        .events(1)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let head = envelopes.len();
+    let at_111 = envelopes[110].at;
+
+    // It reads: the reducer's state at 111, every write time being the snapshot's own.
+    let body = snapshot::read_snapshot(&RealStorage, &path).unwrap();
+    let reducer = State::from_envelopes(&envelopes[..111]);
+    assert_eq!(body.state.torrents, reducer.torrents);
+    assert_eq!(body.state.metrics, reducer.metrics);
+    assert_eq!(body.state.session, reducer.session);
+    assert_eq!((body.state.last_seq, body.state.last_at), (111, at_111));
+    assert!(!body.state.torrents.is_empty());
+    assert!(body.state.written.torrents.values().all(|&t| t == at_111));
+    assert_eq!(body.state.written.torrents.len(), body.state.torrents.len());
+    assert!(
+        reducer.written.torrents.values().any(|&t| t < at_111),
+        "the fallback is visible"
+    );
+
+    // A store compacted by that build: the fixture's segments from seq 100 plus the snapshot.
+    // The state at the head has the true times of what was written after 111, the snapshot's
+    // time for the rest.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("journal")).unwrap();
+    std::fs::create_dir_all(tmp.path().join("snapshots")).unwrap();
+    for name in ["00000000000000000100.seg", "00000000000000000126.seg"] {
+        std::fs::copy(
+            journal.join("journal").join(name),
+            tmp.path().join("journal").join(name),
+        )
+        .unwrap();
+    }
+    std::fs::copy(
+        &path,
+        tmp.path().join("snapshots/00000000000000000111.snap"),
+    )
+    .unwrap();
+    for target in [Target::Head, Target::Seq(120)] {
+        let point = history::state_at(Arc::new(RealStorage), tmp.path(), target).unwrap();
+        let n = match target {
+            Target::Seq(seq) => seq as usize,
+            _ => head,
+        };
+        let reducer = State::from_envelopes(&envelopes[..n]);
+        assert_eq!(point.snapshot, Some(111), "{target}");
+        assert_eq!(point.state.torrents, reducer.torrents, "{target}");
+        let mut expected = reducer.written.clone();
+        for t in expected.torrents.values_mut() {
+            *t = (*t).max(at_111);
+        }
+        expected.session = expected.session.map(|t| t.max(at_111));
+        assert_eq!(point.state.written, expected, "{target}");
+        assert!(
+            reducer.written.torrents.values().any(|&t| t > at_111),
+            "{target}: some torrent was written after the snapshot"
+        );
+    }
+}
+
+/// CRC32C of `old_snapshot_fixture()`.
+const OLD_SNAPSHOT_CRC: u32 = 0x48bb_c3ec;

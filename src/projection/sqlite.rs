@@ -277,6 +277,9 @@ const UPSERT_SESSION: &str = "INSERT INTO session_config (id, data, updated_date
     VALUES (1, ?1, ?2)
     ON CONFLICT (id) DO UPDATE SET data = excluded.data, updated_date = excluded.updated_date";
 const SELECT_SESSION: &str = "SELECT data FROM session_config WHERE id = 1";
+/// The rows' write times, read into [`State::written`].
+const SELECT_TORRENT_WRITE_TIMES: &str = "SELECT info_hash, updated_date FROM torrents";
+const SELECT_SESSION_WRITE_TIME: &str = "SELECT updated_date FROM session_config WHERE id = 1";
 /// Keeps samples of known torrents only, like the reducer (and the Go foreign key).
 const INSERT_METRIC: &str = "INSERT INTO torrent_metrics
         (info_hash, timestamp, downloaded, uploaded, download_rate, upload_rate, peer_count)
@@ -502,7 +505,8 @@ impl SqliteProjection {
     }
 
     /// The whole state, read in one transaction: what [`State::from_envelopes`] over the
-    /// journal up to the checkpoint gives (modulo the retention option).
+    /// journal up to the checkpoint gives (modulo the retention option), write times
+    /// ([`State::written`]) read from the `updated_date` columns.
     pub fn load_state(&self) -> Result<State> {
         let run = || -> rusqlite::Result<State> {
             let tx = self.conn.unchecked_transaction()?;
@@ -529,6 +533,31 @@ impl SqliteProjection {
                         .push(sample);
                 }
             }
+            {
+                // A row whose key or time does not parse (a row the Go code wrote with its zero
+                // time, say) has no known write time.
+                let mut stmt = tx.prepare_cached(SELECT_TORRENT_WRITE_TIMES)?;
+                let mut rows = stmt.query([])?;
+                while let Some(row) = rows.next()? {
+                    let (Some(hash), Some(at)) = (
+                        row.get_ref(0)?
+                            .as_str()
+                            .ok()
+                            .and_then(|h| InfoHash::parse(h).ok()),
+                        row.get_ref(1)?.as_str().ok().and_then(parse_sql_timestamp),
+                    ) else {
+                        continue;
+                    };
+                    state.written.torrents.insert(hash, at);
+                }
+            }
+            state.written.session = tx
+                .prepare_cached(SELECT_SESSION_WRITE_TIME)?
+                .query_row([], |row| {
+                    Ok(row.get_ref(0)?.as_str().ok().and_then(parse_sql_timestamp))
+                })
+                .optional()?
+                .flatten();
             let checkpoint = read_checkpoint(&tx)?;
             state.last_seq = checkpoint.seq;
             state.last_at = checkpoint.at;
@@ -613,8 +642,11 @@ impl Projection for SqliteProjection {
 }
 
 /// Replaces every row with `state` and sets the checkpoint to its last event, in one
-/// transaction. `updated_date` becomes the state's last commit time (the snapshot does not
-/// keep each torrent's own).
+/// transaction. Writes the rows applying every event would have written: `updated_date` is
+/// each row's own write time ([`State::written`]; the state's last commit time only for a row
+/// without one, which a state from the reducer or a snapshot never has). Metrics samples get
+/// fresh `id`s, torrent by torrent in info-hash order and each torrent's in recording order:
+/// their ids are not part of the state, every other column is.
 fn install_state(conn: &mut Connection, state: &State) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute_batch(
@@ -626,14 +658,15 @@ fn install_state(conn: &mut Connection, state: &State) -> rusqlite::Result<()> {
          DELETE FROM sqlite_sequence WHERE name = 'torrent_metrics';",
     )?;
     let at = state.last_at;
-    for torrent in state.torrents.values() {
-        put_torrent(&tx, torrent, at)?;
+    for (info_hash, torrent) in &state.torrents {
+        put_torrent(&tx, torrent, state.written.torrent(info_hash).unwrap_or(at))?;
     }
     if let Some(config) = &state.session {
         let event = Event::SessionConfigSaved {
             config: Box::new(config.clone()),
         };
-        apply_event(&tx, &Envelope::new(state.last_seq, at, event))?;
+        let written = state.written.session.unwrap_or(at);
+        apply_event(&tx, &Envelope::new(state.last_seq, written, event))?;
     }
     for samples in state.metrics.values() {
         let event = Event::MetricsRecorded {
