@@ -3,7 +3,7 @@
 //! in its last frame, and the removal of the whole last segment, reopening fails with an error
 //! naming the segment, the byte offset and the first missing seq; nothing is cut (the bytes on
 //! disk are unchanged, no `.broken` file appears) and `verify` reports the missing acknowledged
-//! events. The control: when `journal/durable` says the last write was never acknowledged, the
+//! events, and a reader's iteration ends in an error instead of stopping short. The control: when `journal/durable` says the last write was never acknowledged, the
 //! same damage in the last frame is a torn tail, cut and kept in `.broken`, and the writer
 //! continues with the next seq. Runs on real files in temporary directories.
 
@@ -67,9 +67,19 @@ fn broken_files(dir: &Path) -> Vec<String> {
 }
 
 /// Reopening fails naming `segment` and a seq within the last segment's events, and leaves
-/// every byte as it was; `verify` reports the loss.
+/// every byte as it was; `verify` reports the loss, and a reader's iteration ends in an error
+/// rather than quietly short.
 fn assert_refused(dir: &Path, segment: &Path, what: &str) {
     let before = std::fs::read(segment).ok();
+    let read: Vec<_> = JournalReader::open(dir)
+        .unwrap()
+        .events(1)
+        .unwrap()
+        .collect();
+    match read.last() {
+        Some(Err(Error::Corrupt { .. } | Error::ChecksumMismatch { .. })) => {}
+        other => panic!("{what}: the reader ended with {other:?}"),
+    }
     let err = Journal::open_with(dir, JournalOptions::default())
         .map(|_| ())
         .expect_err(what);

@@ -103,6 +103,7 @@ impl JournalReader {
             let last = Frames {
                 storage: Arc::clone(&self.storage),
                 store_dir: self.dir.clone(),
+                durable_seq: 0,
                 segments: vec![info.clone()],
                 index: 0,
                 from_seq: info.first_seq,
@@ -119,7 +120,12 @@ impl JournalReader {
     }
 
     /// Frames with seq ≥ `from_seq`, in seq order.
+    ///
+    /// Ending before the durable position published when the iteration started is an error
+    /// (acknowledged events are missing or damaged); it is read before the segments, so a
+    /// writer appending meanwhile can only add bytes past it, never cause a false alarm.
     pub fn frames(&self, from_seq: u64) -> Result<Frames> {
+        let durable_seq = super::durable::read(&*self.storage, &self.dir)?.map_or(0, |p| p.seq);
         let segments = self.segments()?;
         if let Some(first) = segments.first()
             && from_seq < first.first_seq
@@ -138,6 +144,7 @@ impl JournalReader {
         Ok(Frames {
             storage: Arc::clone(&self.storage),
             store_dir: self.dir.clone(),
+            durable_seq,
             segments,
             index: start,
             from_seq,
@@ -167,6 +174,8 @@ struct Loaded {
 pub struct Frames {
     storage: Arc<dyn Storage>,
     store_dir: PathBuf,
+    /// The durable position when the iteration started: the frames must reach it.
+    durable_seq: u64,
     segments: Vec<SegmentInfo>,
     index: usize,
     from_seq: u64,
@@ -269,9 +278,25 @@ impl Frames {
                     self.index += 1;
                     self.load()?;
                 }
-                None => return Ok(None),
+                None => return self.check_reached_durable().map(|()| None),
             }
         }
+    }
+
+    /// At the end of the journal: every event up to the durable position was read.
+    fn check_reached_durable(&self) -> Result<()> {
+        let (path, offset, next_seq) = match (&self.current, self.segments.last()) {
+            (Some(loaded), _) => (loaded.path.to_path_buf(), loaded.pos, loaded.expected_seq),
+            (None, Some(last)) => (last.path.clone(), 0, last.first_seq),
+            (None, None) => (super::journal_dir(&self.store_dir), 0, 1),
+        };
+        if next_seq > self.durable_seq {
+            return Ok(());
+        }
+        let reason = "the readable events end there";
+        let err =
+            recovery::lost_durable_events(&path, offset, next_seq - 1, self.durable_seq, reason);
+        Err(err)
     }
 }
 

@@ -246,7 +246,7 @@ pub fn recover(storage: &dyn Storage, journal_dir: &Path) -> Result<Recovered> {
 
 /// The error for acknowledged events that are missing or damaged: the journal's valid data
 /// ends at seq `last_seq` (at `offset` of `segment`), the durable position says `durable_seq`.
-fn lost_durable_events(
+pub(crate) fn lost_durable_events(
     segment: &Path,
     offset: usize,
     last_seq: u64,

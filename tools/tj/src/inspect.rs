@@ -34,8 +34,9 @@ pub struct VerifyArgs {
 pub struct TailArgs {
     /// Store directory.
     dir: PathBuf,
-    /// First seq to print (default: the first the journal still holds; after compaction the
-    /// earlier events live only in a snapshot, see `tj export --at`).
+    /// First seq to print (default: the first the journal still holds, since after compaction
+    /// the earlier events live only in a snapshot, see `tj export --at`; with --follow: 1, and a
+    /// compacted journal starts with a `resynced` record).
     #[arg(long, allow_negative_numbers = true, value_parser = crate::bounds::seq())]
     from: Option<u64>,
     /// Keep printing events as they become durable (until Ctrl-C or an exit flag below).
@@ -211,6 +212,16 @@ fn print_report(dir: &std::path::Path, report: &VerifyReport) -> anyhow::Result<
 }
 
 pub fn tail(args: TailArgs, quiet: bool) -> CmdResult {
+    if args.follow {
+        // From the start by default: on a compacted journal the follower first delivers a
+        // `resynced` record (the snapshot's state is where its history starts).
+        return crate::follow::tail(&args.dir, args.from.unwrap_or(1), &args.follow_flags);
+    }
+    if args.follow_flags.any_set() {
+        return Err(crate::Failure::usage(
+            "--poll-interval-ms, --read-ahead, --exit-at-seq and --idle-exit-ms need --follow",
+        ));
+    }
     let reader = JournalReader::open(&args.dir)?;
     let first_retained = reader.first_retained_seq()?;
     if args.from.is_none() && first_retained > 1 && !quiet {
@@ -220,14 +231,6 @@ pub fn tail(args: TailArgs, quiet: bool) -> CmdResult {
         );
     }
     let from = args.from.unwrap_or(first_retained);
-    if args.follow {
-        return crate::follow::tail(&args.dir, from, &args.follow_flags);
-    }
-    if args.follow_flags.any_set() {
-        return Err(crate::Failure::usage(
-            "--poll-interval-ms, --read-ahead, --exit-at-seq and --idle-exit-ms need --follow",
-        ));
-    }
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     for envelope in reader.events(from)? {

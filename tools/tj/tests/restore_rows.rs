@@ -51,7 +51,7 @@ fn arg(path: &Path) -> &str {
 }
 
 /// Every row of every table: table → rows (ordered by primary key; metrics by info hash, id,
-/// without the id), each row as (column, value) pairs.
+/// without the id, with their durations joined), each row as (column, value) pairs.
 type Rows = BTreeMap<String, Vec<Vec<(String, Sql)>>>;
 
 fn rows(path: &Path) -> Rows {
@@ -73,21 +73,28 @@ fn rows(path: &Path) -> Rows {
             "tj_checkpoint",
             "torrent_metainfo",
             "torrent_metrics",
+            "torrent_metrics_durations",
             "torrents"
         ],
         "{}",
         path.display()
     );
     let mut out = Rows::new();
-    for table in tables {
-        let key = match table.as_str() {
-            "torrent_metrics" => "info_hash, id",
-            "torrents" | "torrent_metainfo" => "info_hash",
-            _ => "id",
+    // Durations are keyed by the metric's id, which a restore assigns afresh: compare them
+    // joined to their metric row instead.
+    for table in tables
+        .into_iter()
+        .filter(|t| t != "torrent_metrics_durations")
+    {
+        let query = match table.as_str() {
+            "torrent_metrics" => "SELECT m.*, d.seeding_time, d.downloading_time \
+                 FROM torrent_metrics m LEFT JOIN torrent_metrics_durations d ON d.metric_id = m.id \
+                 ORDER BY m.info_hash, m.id"
+                .to_owned(),
+            "torrents" | "torrent_metainfo" => format!("SELECT * FROM {table} ORDER BY info_hash"),
+            _ => format!("SELECT * FROM {table} ORDER BY id"),
         };
-        let mut stmt = conn
-            .prepare(&format!("SELECT * FROM {table} ORDER BY {key}"))
-            .unwrap();
+        let mut stmt = conn.prepare(&query).unwrap();
         let names: Vec<String> = stmt.column_names().map(str::to_owned).collect();
         let mut found = Vec::new();
         let mut cursor = stmt.query([]).unwrap();
