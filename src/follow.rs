@@ -206,7 +206,6 @@ impl Follower {
             cursor: None,
             buf: Vec::new(),
             last_durable_seq: 0,
-            stalled_at: None,
         };
         let thread = std::thread::Builder::new()
             .name("tj-follower".into())
@@ -390,8 +389,6 @@ struct Reader {
     buf: Vec<u8>,
     /// The last durable seq read, kept when a read of the file comes back torn.
     last_durable_seq: u64,
-    /// Where the reader last warned that the durable position is ahead of the data.
-    stalled_at: Option<u64>,
 }
 
 impl Reader {
@@ -730,15 +727,17 @@ impl Reader {
             return Ok(Step::Progress);
         }
         let Some(next) = segments.iter().find(|s| s.first_seq > cursor.first_seq) else {
-            if durable.is_some_and(|d| d >= cursor.seq) && self.stalled_at != Some(cursor.seq) {
-                self.stalled_at = Some(cursor.seq);
-                warn!(
-                    segment = %cursor.path.display(),
-                    offset = cursor.offset,
-                    seq = cursor.seq,
-                    "the durable position says seq {} is durable, but the journal ends before it; waiting",
-                    cursor.seq
-                );
+            // The durable position was read before these bytes, and the writer publishes it
+            // only after the write and its fdatasync returned: the events up to it must be
+            // here. They are not: acknowledged events are missing, not still being written.
+            if let Some(durable_seq) = durable.filter(|&d| d >= cursor.seq) {
+                return Err(crate::journal::recovery::lost_durable_events(
+                    &cursor.path,
+                    cursor.offset as usize,
+                    cursor.seq - 1,
+                    durable_seq,
+                    "the segment's data ends there",
+                ));
             }
             self.cursor = Some(cursor);
             return Ok(progress);

@@ -3,15 +3,18 @@
 //! in its last frame, and the removal of the whole last segment, reopening fails with an error
 //! naming the segment, the byte offset and the first missing seq; nothing is cut (the bytes on
 //! disk are unchanged, no `.broken` file appears) and `verify` reports the missing acknowledged
-//! events, and a reader's iteration ends in an error instead of stopping short. The control: when `journal/durable` says the last write was never acknowledged, the
+//! events, and a reader's iteration (and a follower's) ends in an error instead of stopping
+//! short or waiting forever. The control: when `journal/durable` says the last write was never acknowledged, the
 //! same damage in the last frame is a torn tail, cut and kept in `.broken`, and the writer
 //! continues with the next seq. Runs on real files in temporary directories.
 
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use common::small_event;
+use torrent_journal::follow::{FollowOptions, Follower};
 use torrent_journal::journal::durable::{self, DurablePosition};
 use torrent_journal::journal::segment::SEGMENT_HEADER_BYTES;
 use torrent_journal::journal::{self, JOURNAL_DIR_NAME, ProblemKind};
@@ -136,9 +139,37 @@ fn a_zero_filled_or_removed_last_segment_is_refused() {
     std::fs::write(&last, &zeroed).unwrap();
     assert_refused(tmp.path(), &last, "zero-filled after the header");
 
+    assert_follower_fails(tmp.path(), "zero-filled after the header");
+
+    std::fs::write(&last, &bytes[..bytes.len() / 2]).unwrap();
+    assert_follower_fails(tmp.path(), "cut in half");
+
     std::fs::remove_file(&last).unwrap();
     let first = segments(tmp.path()).pop().unwrap();
     assert_refused(tmp.path(), &first, "last segment removed");
+}
+
+/// A follower in another process delivers what is there, then fails with an error naming the
+/// first missing acknowledged seq (it does not wait forever for bytes that were acknowledged).
+fn assert_follower_fails(dir: &Path, what: &str) {
+    let options = FollowOptions {
+        poll_interval_ms: 10,
+        ..FollowOptions::default()
+    };
+    let mut follower = Follower::start(Arc::new(RealStorage), dir, options).unwrap();
+    let mut delivered = 0;
+    let err = loop {
+        match follower.blocking_next() {
+            Some(Ok(_)) => delivered += 1,
+            Some(Err(err)) => break err,
+            None => panic!("{what}: the follower ended without an error"),
+        }
+    };
+    assert!(delivered < EVENTS, "{what}: delivered {delivered}");
+    let Error::Corrupt { seq: Some(seq), .. } = &err else {
+        panic!("{what}: unexpected error {err}");
+    };
+    assert_eq!(*seq, delivered + 1, "{what}: {err}");
 }
 
 #[test]
