@@ -78,6 +78,14 @@ impl VerifyReport {
     pub fn is_clean(&self) -> bool {
         self.problems.is_empty()
     }
+
+    /// True when a problem is damage: anything but a torn tail, which lies past the durable
+    /// position (an unacknowledged write a crash cut; the next open truncates it).
+    pub fn has_damage(&self) -> bool {
+        self.problems
+            .iter()
+            .any(|p| p.kind != ProblemKind::TornTail)
+    }
 }
 
 /// Verifies the journal of store directory `dir`. `Err` only when the directory cannot be

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use torrent_journal::journal::{self, JournalReader, VerifyReport};
+use torrent_journal::journal::{self, JournalReader, ProblemKind, VerifyReport};
 use torrent_journal::storage::RealStorage;
 use torrent_journal::{event, inspect};
 
@@ -150,7 +150,7 @@ pub fn verify(args: VerifyArgs, quiet: bool) -> CmdResult {
         crate::emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
     } else if !quiet {
         print_report(&args.dir, &report)?;
-    } else if !report.is_clean() {
+    } else if report.has_damage() {
         // Damage is an error: the one line -q still prints (on stderr).
         eprintln!(
             "tj: {}: {} problem(s) found",
@@ -158,10 +158,11 @@ pub fn verify(args: VerifyArgs, quiet: bool) -> CmdResult {
             report.problems.len()
         );
     }
-    Ok(if report.is_clean() {
-        ExitCode::SUCCESS
-    } else {
+    // A torn tail past the durable position is an unacknowledged write, not damage.
+    Ok(if report.has_damage() {
         ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     })
 }
 
@@ -181,9 +182,14 @@ fn print_report(dir: &std::path::Path, report: &VerifyReport) -> anyhow::Result<
     )?;
     for problem in &report.problems {
         let seq = problem.seq.map_or(String::new(), |s| format!(" seq {s}"));
+        let label = if problem.kind == ProblemKind::TornTail {
+            "NOTE (an unacknowledged write past the durable position; the next open cuts it)"
+        } else {
+            "DAMAGE"
+        };
         writeln!(
             text,
-            "DAMAGE {:?} in {} at offset {}{seq}: {} ({} bytes)",
+            "{label} {:?} in {} at offset {}{seq}: {} ({} bytes)",
             problem.kind,
             problem.segment.display(),
             problem.offset,
@@ -205,6 +211,8 @@ fn print_report(dir: &std::path::Path, report: &VerifyReport) -> anyhow::Result<
     }
     if report.is_clean() {
         writeln!(text, "ok: every frame verified")?;
+    } else if !report.has_damage() {
+        writeln!(text, "ok: every acknowledged frame verified")?;
     } else {
         writeln!(text, "{} problem(s) found", report.problems.len())?;
     }

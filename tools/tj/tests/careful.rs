@@ -9,7 +9,7 @@
 //! its `--help` says what is kept and why. Runs the real binary (`CARGO_BIN_EXE_tj`) in temporary
 //! directories.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -512,4 +512,44 @@ fn compact_help_says_what_is_kept_and_why() {
     ] {
         assert!(help.contains(needle), "{needle:?} missing from:\n{help}");
     }
+}
+
+/// A torn tail past the durable position (bytes of a write that was never acknowledged) is
+/// noted, not damage: `verify` exits 0 and says the next open cuts it; damage the durable
+/// position covers still exits 1.
+#[test]
+fn verify_notes_an_unacknowledged_torn_tail_and_exits_0() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("d");
+    let ds = d.to_str().unwrap();
+    demo(&d, "3", "40");
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(d.join("journal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segments.sort();
+    let last = segments.pop().unwrap();
+    let mut bytes = std::fs::read(&last).unwrap();
+    let clean_len = bytes.len();
+    bytes.extend_from_slice(&[0xab; 100]);
+    std::fs::write(&last, &bytes).unwrap();
+
+    let (report, _) = run(&["verify", ds], 0);
+    assert!(report.contains("NOTE (an unacknowledged write"), "{report}");
+    assert!(
+        report.contains("ok: every acknowledged frame verified"),
+        "{report}"
+    );
+    assert!(!report.contains("DAMAGE"), "{report}");
+    assert_eq!(
+        run(&["verify", ds, "-q"], 0),
+        (String::new(), String::new())
+    );
+
+    // A flipped byte inside the acknowledged frames is damage.
+    bytes[clean_len - 10] ^= 0x40;
+    std::fs::write(&last, &bytes).unwrap();
+    let (report, _) = run(&["verify", ds], 1);
+    assert!(report.contains("DAMAGE"), "{report}");
 }
