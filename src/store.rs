@@ -3,7 +3,8 @@
 //!
 //! Writes go to the journal; the writer thread hands every committed batch, in seq order, to
 //! the memory projection (before the appender is answered: read-your-writes) and to a bounded
-//! queue feeding the disk projections (SQLite, files) on their own thread. Blocking work never
+//! queue feeding the disk projections (SQLite, files) on their own thread, which sets a
+//! projection found damaged aside and rebuilds it from the journal at once. Blocking work never
 //! runs on the async runtime's worker threads: the journal and the projections have their own
 //! threads, and opening runs under `spawn_blocking`.
 
@@ -136,8 +137,12 @@ type Batch = Vec<Envelope>;
 
 impl TorrentStore {
     /// Opens the store in `dir`: takes the journal's lock, recovers it, opens the configured
-    /// projections and catches them up (rebuilding any that is unreadable or ahead of the
-    /// journal). Runs the blocking work off the async runtime.
+    /// projections and catches them up (rebuilding any that is ahead of the journal or from
+    /// another one). A damaged projection — SQLite corrupt or not a database, a failed
+    /// `PRAGMA quick_check`, a file of the file projection that does not parse — is moved aside
+    /// (`state.db.damaged-<UTC time>`, `files.damaged-<UTC time>`, with a warning) and rebuilt
+    /// from the journal; other projection errors (permission denied, locked, ...) fail the open.
+    /// Runs the blocking work off the async runtime.
     pub async fn open(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         tokio::task::spawn_blocking(move || Self::open_blocking(&dir, options))
