@@ -1,11 +1,12 @@
 //! Proves that a damaged projection heals itself from the journal without an operator, and that
 //! nothing else does: real stores in temp directories, damaged with real bytes.
 //!
-//! * `state.db` with its header intact but pages scribbled over, and a `state.db` of random
-//!   bytes: the next open sets the file aside as `state.db.damaged-<UTC time>` (same bytes,
-//!   moved, not deleted), warns naming both paths, rebuilds the database from the journal — its
-//!   tables equal a fresh replay of the journal into a new database — and the open after that is
-//!   clean (no second damaged copy, no warning).
+//! * `state.db` with its header and checkpoint page intact but its other pages scribbled over
+//!   (which only `PRAGMA quick_check` notices), and a `state.db` of random bytes: the next open
+//!   sets the file aside as `state.db.damaged-<UTC time>` (same bytes, moved, not deleted),
+//!   warns naming both paths, rebuilds the database from the journal — its tables equal a fresh
+//!   replay of the journal into a new database — and the open after that is clean (no second
+//!   damaged copy, no warning).
 //! * damage while the store is open (pages scribbled after a commit, the cache of the store's
 //!   connection invalidated by a WAL checkpoint from another connection, as any other writer
 //!   would): the next batch hits it, the projection thread sets the file aside and rebuilds it at
@@ -188,9 +189,9 @@ fn page_size(bytes: &[u8]) -> usize {
     }
 }
 
-/// Overwrites pages 2 .. last (exclusive) with a pattern; keeps page 1 (header and schema).
-/// Returns the number of pages scribbled over.
-fn scribble_pages(path: &Path) -> usize {
+/// Overwrites pages 2 .. last (exclusive, 1-based) with a pattern, except the pages in `spare`;
+/// keeps page 1 (header and schema). Returns the number of pages scribbled over.
+fn scribble_pages(path: &Path, spare: &[usize]) -> usize {
     let mut bytes = std::fs::read(path).unwrap();
     let page = page_size(&bytes);
     let pages = bytes.len() / page;
@@ -198,11 +199,28 @@ fn scribble_pages(path: &Path) -> usize {
         pages >= 5,
         "a database of {pages} pages is too small to damage"
     );
-    for (i, byte) in bytes[page..(pages - 1) * page].iter_mut().enumerate() {
-        *byte = 0xA5 ^ (i as u8).wrapping_mul(31);
+    let mut scribbled = 0;
+    for number in (2..pages).filter(|n| !spare.contains(n)) {
+        let start = (number - 1) * page;
+        for (i, byte) in bytes[start..start + page].iter_mut().enumerate() {
+            *byte = 0xA5 ^ (i as u8).wrapping_mul(31);
+        }
+        scribbled += 1;
     }
     std::fs::write(path, &bytes).unwrap();
-    pages - 2
+    scribbled
+}
+
+/// The root page of `tj_checkpoint` (a one-page table).
+fn checkpoint_page(db: &Path) -> usize {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row(
+        "SELECT rootpage FROM sqlite_master WHERE name = 'tj_checkpoint'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|page| usize::try_from(page).unwrap())
+    .unwrap()
 }
 
 /// Deterministic non-database bytes.
@@ -271,7 +289,8 @@ fn assert_set_aside_and_rebuilt(dir: &Path, bad: &[u8], warnings: &[String]) {
     assert_eq!(dump_of(&dir.join("state.db")), rebuilt);
 }
 
-/// (1) Valid header, damaged pages: set aside at open, rebuilt, second open clean.
+/// (1) Valid header and checkpoint, damaged pages: found by the open's `quick_check`, set
+/// aside, rebuilt; the second open is clean.
 #[test]
 fn a_database_with_damaged_pages_is_set_aside_and_rebuilt() {
     let tmp = tempfile::tempdir().unwrap();
@@ -280,7 +299,10 @@ fn a_database_with_damaged_pages_is_set_aside_and_rebuilt() {
     let db = dir.join("state.db");
     assert!(!dir.join("state.db-wal").exists(), "closed cleanly");
     let header = std::fs::read(&db).unwrap()[..100].to_vec();
-    let pages = scribble_pages(&db);
+    // The checkpoint stays readable, so opening the database works: only `quick_check` (or a
+    // write that happens to read a damaged page) can tell.
+    let spare = checkpoint_page(&db);
+    let pages = scribble_pages(&db, &[spare]);
     let bad = std::fs::read(&db).unwrap();
     assert_eq!(&bad[..100], header.as_slice(), "the header is intact");
     eprintln!("scribbled over {pages} pages of {} bytes", bad.len());
@@ -343,7 +365,7 @@ fn damage_during_a_session_heals_before_flush_returns() {
             .unwrap();
         assert_eq!(busy, 0, "the checkpoint ran");
     }
-    scribble_pages(&db);
+    scribble_pages(&db, &[]);
     assert!(entries(dir, "state.db.damaged-").is_empty());
 
     rt.block_on(async {
