@@ -120,6 +120,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// A projection's file (the SQLite database, a file of the file projection) is damaged:
+    /// SQLite reports it corrupt or not a database, `PRAGMA quick_check` fails after an error,
+    /// or a file does not parse. Projections are disposable: the store sets the damaged file
+    /// aside and rebuilds the projection from the journal.
+    #[error("{projection} projection {path} is damaged: {reason}")]
+    ProjectionDamaged {
+        projection: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+
     /// Another compaction holds the compaction lock.
     #[error("another compaction is running on {dir}{}", holder_suffix(.pid))]
     CompactionRunning { dir: PathBuf, pid: Option<u32> },

@@ -3,7 +3,8 @@
 //!
 //! Writes go to the journal; the writer thread hands every committed batch, in seq order, to
 //! the memory projection (before the appender is answered: read-your-writes) and to a bounded
-//! queue feeding the disk projections (SQLite, files) on their own thread. Blocking work never
+//! queue feeding the disk projections (SQLite, files) on their own thread, which sets a
+//! projection found damaged aside and rebuilds it from the journal at once. Blocking work never
 //! runs on the async runtime's worker threads: the journal and the projections have their own
 //! threads, and opening runs under `spawn_blocking`.
 
@@ -27,6 +28,7 @@ use crate::projection::{
     self, Base, FileProjection, FileProjectionOptions, MemoryProjection, MemoryStats, Projection,
     SqliteOptions, SqliteProjection,
 };
+use crate::storage::Storage;
 
 /// Which projections a store keeps besides memory (always on), and how.
 #[derive(Debug, Clone)]
@@ -135,8 +137,12 @@ type Batch = Vec<Envelope>;
 
 impl TorrentStore {
     /// Opens the store in `dir`: takes the journal's lock, recovers it, opens the configured
-    /// projections and catches them up (rebuilding any that is unreadable or ahead of the
-    /// journal). Runs the blocking work off the async runtime.
+    /// projections and catches them up (rebuilding any that is ahead of the journal or from
+    /// another one). A damaged projection — SQLite corrupt or not a database, a failed
+    /// `PRAGMA quick_check`, a file of the file projection that does not parse — is moved aside
+    /// (`state.db.damaged-<UTC time>`, `files.damaged-<UTC time>`, with a warning) and rebuilt
+    /// from the journal; other projection errors (permission denied, locked, ...) fail the open.
+    /// Runs the blocking work off the async runtime.
     pub async fn open(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         tokio::task::spawn_blocking(move || Self::open_blocking(&dir, options))
@@ -160,16 +166,27 @@ impl TorrentStore {
         }
         let sqlite_path = options.sqlite.as_ref().map(|p| dir.join(p));
         let files_dir = options.files.as_ref().map(|p| dir.join(p));
-        let mut disk: Vec<Box<dyn Projection>> = Vec::new();
+        let mut specs = Vec::new();
         if let Some(path) = &sqlite_path {
-            disk.push(Box::new(open_sqlite(path, &options.sqlite_options)?));
+            specs.push(DiskSpec::Sqlite {
+                path: path.clone(),
+                options: options.sqlite_options.clone(),
+            });
         }
         if let Some(files) = &files_dir {
-            let storage = Arc::clone(&options.journal.storage);
-            disk.push(Box::new(open_files(storage, files, options.file_options)?));
+            specs.push(DiskSpec::Files {
+                storage: Arc::clone(&options.journal.storage),
+                dir: files.clone(),
+                options: options.file_options,
+            });
         }
-        for projection in &mut disk {
-            projection::catch_up(projection.as_mut(), &reader, &mut |_| {})?;
+        let mut disk = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let projection = spec.open_caught_up(&reader, clock.as_ref())?;
+            disk.push(Disk {
+                spec,
+                projection: Some(projection),
+            });
         }
         let applied = Arc::new(Progress::default());
         applied.set(journal.status().last_seq());
@@ -177,9 +194,10 @@ impl TorrentStore {
             None
         } else {
             let progress = Arc::clone(&applied);
+            let clock = Arc::clone(&clock);
             let thread = std::thread::Builder::new()
                 .name("tj-projections".into())
-                .spawn(move || run_applier(disk, rx, &progress))
+                .spawn(move || run_applier(disk, rx, &progress, &reader, clock.as_ref()))
                 .ctx("spawn projection thread", dir)?;
             Some(thread)
         };
@@ -475,73 +493,235 @@ fn listener(
 const APPLY_BATCH_EVENTS: usize = 8192;
 
 /// The disk projections' thread: drains the queue in seq order, coalescing batches.
-fn run_applier(mut projections: Vec<Box<dyn Projection>>, rx: Receiver<Batch>, applied: &Progress) {
-    let mut failed = vec![false; projections.len()];
+fn run_applier(
+    mut disks: Vec<Disk>,
+    rx: Receiver<Batch>,
+    applied: &Progress,
+    reader: &JournalReader,
+    clock: &dyn Clock,
+) {
     while let Ok(mut batch) = rx.recv() {
         loop {
             match rx.try_recv() {
                 Ok(mut more) if batch.len() < APPLY_BATCH_EVENTS => batch.append(&mut more),
                 Ok(more) => {
-                    apply_all(&mut projections, &mut failed, &batch);
+                    apply_all(&mut disks, &batch, reader, clock);
                     batch = more;
                 }
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        apply_all(&mut projections, &mut failed, &batch);
+        apply_all(&mut disks, &batch, reader, clock);
         if let Some(last) = batch.last() {
             applied.set(last.seq);
         }
     }
 }
 
-fn apply_all(projections: &mut [Box<dyn Projection>], failed: &mut [bool], batch: &[Envelope]) {
-    for (projection, failed) in projections.iter_mut().zip(failed.iter_mut()) {
-        if *failed {
+/// Applies a batch to every live disk projection. A projection found damaged is set aside and
+/// rebuilt from the journal at once (on this thread, before the next batch); one that fails
+/// otherwise (disk full, permission denied, locked) stops until the store reopens, when it
+/// catches up from its checkpoint.
+fn apply_all(disks: &mut [Disk], batch: &[Envelope], reader: &JournalReader, clock: &dyn Clock) {
+    for disk in disks.iter_mut() {
+        let Some(projection) = disk.projection.as_mut() else {
+            continue;
+        };
+        // A projection rebuilt from the journal may already hold part of the batch, or all.
+        let done = projection.checkpoint().seq;
+        let fresh = &batch[batch.partition_point(|e| e.seq <= done)..];
+        if fresh.is_empty() {
             continue;
         }
-        if let Err(err) = projection.apply(batch) {
-            // The journal has the events; the projection catches up from its checkpoint on the
-            // next open. Until then it stays behind rather than guess.
-            error!(projection = projection.name(), error = %err, "projection failed; it will catch up on reopen");
-            *failed = true;
-        }
-    }
-}
-
-/// Opens the SQLite projection, rebuilding it from scratch when the file is unusable.
-fn open_sqlite(path: &Path, options: &SqliteOptions) -> Result<SqliteProjection> {
-    match SqliteProjection::open(path, options.clone()) {
-        Ok(projection) => Ok(projection),
-        Err(err)
-            if projection::sqlite::is_not_a_database(&err)
-                || matches!(err, Error::UnsupportedVersion { .. }) =>
-        {
-            warn!(path = %path.display(), error = %err, "SQLite projection unreadable; rebuilding it from the journal");
-            for suffix in ["", "-wal", "-shm"] {
-                let file = PathBuf::from(format!("{}{suffix}", path.display()));
-                if file.exists() {
-                    std::fs::remove_file(&file).ctx("remove", &file)?;
+        let name = projection.name();
+        match projection.apply(fresh) {
+            Ok(()) => {}
+            Err(err) if is_damage(&err) => {
+                // Closed before it is moved (SQLite's connection, its -wal and -shm).
+                disk.projection = None;
+                match disk.spec.rebuild(&err, reader, clock) {
+                    Ok(projection) => disk.projection = Some(projection),
+                    Err(rebuild) => error!(
+                        projection = name, error = %rebuild, damage = %err,
+                        "cannot rebuild the damaged projection; it will be rebuilt on reopen"
+                    ),
                 }
             }
-            SqliteProjection::open(path, options.clone())
+            Err(err) => {
+                // The journal has the events; the projection catches up from its checkpoint on
+                // the next open. Until then it stays behind rather than guess.
+                error!(projection = name, error = %err, "projection failed; it will catch up on reopen");
+                disk.projection = None;
+            }
         }
-        Err(err) => Err(err),
     }
 }
 
-/// Opens the file projection, starting it empty when its directory is unreadable.
-fn open_files(
-    storage: Arc<dyn crate::storage::Storage>,
-    dir: &Path,
-    options: FileProjectionOptions,
-) -> Result<FileProjection> {
-    match FileProjection::open(Arc::clone(&storage), dir, options) {
-        Ok(projection) => Ok(projection),
-        Err(err @ (Error::Io { .. } | Error::Closed)) => Err(err),
-        Err(err) => {
-            warn!(dir = %dir.display(), error = %err, "file projection unreadable; rebuilding it from the journal");
-            FileProjection::open_empty(storage, dir, options)
+/// A disk projection of the store: how to (re)open it, and the open projection (`None` once
+/// it failed; the next open of the store catches it up).
+struct Disk {
+    spec: DiskSpec,
+    projection: Option<Box<dyn Projection>>,
+}
+
+/// Where a disk projection lives and how it is opened.
+#[derive(Debug)]
+enum DiskSpec {
+    Sqlite {
+        path: PathBuf,
+        options: SqliteOptions,
+    },
+    Files {
+        storage: Arc<dyn Storage>,
+        dir: PathBuf,
+        options: FileProjectionOptions,
+    },
+}
+
+/// Whether `err` is damage of a projection's files (rebuild) rather than a failure (report).
+fn is_damage(err: &Error) -> bool {
+    matches!(err, Error::ProjectionDamaged { .. })
+}
+
+impl DiskSpec {
+    fn path(&self) -> &Path {
+        match self {
+            DiskSpec::Sqlite { path, .. } => path,
+            DiskSpec::Files { dir, .. } => dir,
         }
+    }
+
+    /// Opens the projection and catches it up with the journal. Damage found on the way — at
+    /// open, by the SQLite projection's `quick_check`, or while catching up — sets the damaged
+    /// file aside and rebuilds the projection from the journal (once: damage again is an error).
+    fn open_caught_up(
+        &self,
+        reader: &JournalReader,
+        clock: &dyn Clock,
+    ) -> Result<Box<dyn Projection>> {
+        let mut projection = self.open(clock)?;
+        match projection::catch_up(projection.as_mut(), reader, &mut |_| {}) {
+            Ok(_) => Ok(projection),
+            Err(err) if is_damage(&err) => {
+                drop(projection);
+                self.rebuild(&err, reader, clock)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Sets the damaged projection aside and builds a new one from the journal (replay from
+    /// the start, or the newest snapshot's state when the journal was compacted).
+    fn rebuild(
+        &self,
+        cause: &Error,
+        reader: &JournalReader,
+        clock: &dyn Clock,
+    ) -> Result<Box<dyn Projection>> {
+        self.set_aside(cause, clock)?;
+        let mut projection = self.open_fresh()?;
+        let caught_up = projection::catch_up(projection.as_mut(), reader, &mut |_| {})?;
+        info!(
+            path = %self.path().display(),
+            seq = caught_up.checkpoint.seq,
+            "rebuilt the damaged projection from the journal"
+        );
+        Ok(projection)
+    }
+
+    /// Opens the projection; one that is damaged (or from a newer build) is set aside and a new,
+    /// empty one opened in its place. The SQLite projection is checked with `quick_check`.
+    fn open(&self, clock: &dyn Clock) -> Result<Box<dyn Projection>> {
+        let opened = match self {
+            DiskSpec::Sqlite { path, options } => SqliteProjection::open(path, options.clone())
+                .and_then(|projection| {
+                    projection.quick_check()?;
+                    Ok(projection)
+                })
+                .map(|p| Box::new(p) as Box<dyn Projection>),
+            DiskSpec::Files {
+                storage,
+                dir,
+                options,
+            } => FileProjection::open(Arc::clone(storage), dir, *options)
+                .map(|p| Box::new(p) as Box<dyn Projection>),
+        };
+        match opened {
+            Ok(projection) => Ok(projection),
+            Err(err) if is_damage(&err) || matches!(err, Error::UnsupportedVersion { .. }) => {
+                self.set_aside(&err, clock)?;
+                self.open_fresh()
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Opens the projection where nothing is left of the old one (set aside or never there).
+    fn open_fresh(&self) -> Result<Box<dyn Projection>> {
+        Ok(match self {
+            DiskSpec::Sqlite { path, options } => {
+                Box::new(SqliteProjection::open(path, options.clone())?)
+            }
+            DiskSpec::Files {
+                storage,
+                dir,
+                options,
+            } => Box::new(FileProjection::open(Arc::clone(storage), dir, *options)?),
+        })
+    }
+
+    /// Moves the damaged projection out of the way, durably: `state.db` (with its `-wal`,
+    /// `-shm` and `-journal` files) to `state.db.damaged-<UTC time>` (`-wal`, ...), the file
+    /// projection's directory to `files.damaged-<UTC time>`; then fsyncs the parent directory.
+    /// Nothing is deleted. Returns the new path.
+    fn set_aside(&self, cause: &Error, clock: &dyn Clock) -> Result<PathBuf> {
+        let path = self.path();
+        let stamp = clock.now().to_datetime().format("%Y%m%dT%H%M%SZ");
+        let companions: &[&str] = match self {
+            DiskSpec::Sqlite { .. } => &["", "-wal", "-shm", "-journal"],
+            DiskSpec::Files { .. } => &[""],
+        };
+        let with = |base: &Path, suffix: &str| {
+            let mut name = base.as_os_str().to_os_string();
+            name.push(suffix);
+            PathBuf::from(name)
+        };
+        let exists = |p: &Path| match self {
+            DiskSpec::Sqlite { .. } => p.symlink_metadata().is_ok(),
+            DiskSpec::Files { storage, .. } => storage.exists(p),
+        };
+        // A name no earlier set-aside took (the clock may not have moved since).
+        let mut aside = with(path, &format!(".damaged-{stamp}"));
+        let mut n = 1;
+        while companions.iter().any(|c| exists(&with(&aside, c))) {
+            aside = with(path, &format!(".damaged-{stamp}-{n}"));
+            n += 1;
+        }
+        for suffix in companions {
+            let (from, to) = (with(path, suffix), with(&aside, suffix));
+            if !exists(&from) {
+                continue;
+            }
+            match self {
+                DiskSpec::Sqlite { .. } => std::fs::rename(&from, &to).ctx("rename", &from)?,
+                DiskSpec::Files { storage, .. } => {
+                    storage.rename(&from, &to).ctx("rename", &from)?
+                }
+            }
+        }
+        let parent = crate::storage::parent_dir(path);
+        match self {
+            DiskSpec::Sqlite { .. } => std::fs::File::open(parent)
+                .and_then(|d| d.sync_all())
+                .ctx("fsync", parent)?,
+            DiskSpec::Files { storage, .. } => storage.sync_dir(parent).ctx("fsync", parent)?,
+        }
+        warn!(
+            path = %path.display(),
+            moved_to = %aside.display(),
+            cause = %cause,
+            "projection damaged; set it aside and rebuilding it from the journal"
+        );
+        Ok(aside)
     }
 }

@@ -268,7 +268,8 @@ impl FileProjection {
     /// with the other [`shard`](FileProjectionOptions::shard) setting is emptied (seq 0, with a
     /// warning). Files this projection cannot have written — an unreadable `checkpoint.json` or
     /// torrent file, or torrent files without a `checkpoint.json` (say, a go-i2p-bt data
-    /// directory) — are an error naming the file and nothing is deleted; use
+    /// directory) — are an [`Error::ProjectionDamaged`] naming the file and nothing is deleted
+    /// (the store moves the directory aside and rebuilds); use
     /// [`FileProjection::open_empty`] to discard them and rebuild.
     pub fn open(
         storage: Arc<dyn Storage>,
@@ -975,13 +976,17 @@ impl FileProjection {
 
 // ---- helpers ------------------------------------------------------------------------------
 
-/// The error for a file this projection cannot use; the caller discards and rebuilds.
+/// The error for a file this projection cannot use ([`Error::ProjectionDamaged`]); the caller
+/// sets the directory aside (or discards it) and rebuilds.
 fn damaged(path: &Path, reason: impl fmt::Display) -> Error {
-    Error::InvalidArgument(format!(
-        "file projection file {}: {reason}; discard the projection \
-         (FileProjection::open_empty) and rebuild it from the journal",
-        path.display()
-    ))
+    Error::ProjectionDamaged {
+        projection: "files",
+        path: path.to_path_buf(),
+        reason: format!(
+            "{reason}; set the directory aside (or FileProjection::open_empty) and rebuild it \
+             from the journal"
+        ),
+    }
 }
 
 fn is_tmp(path: &Path) -> bool {

@@ -36,8 +36,8 @@
 //! text into [`sql_timestamp`]'s form (older databases hold RFC 3339 text there, which does not
 //! sort with Go's). Each migration runs in its own transaction that also bumps `user_version`; a database newer than
 //! this build is refused with [`Error::UnsupportedVersion`], a file that is not a SQLite
-//! database with an [`Error::Io`] of kind [`std::io::ErrorKind::InvalidData`] (see
-//! [`is_not_a_database`]) — the caller deletes it and rebuilds.
+//! database (or a damaged one) with [`Error::ProjectionDamaged`] (see [`is_not_a_database`]) —
+//! the caller sets it aside and rebuilds (the store does: see [`crate::store`]).
 //!
 //! A database adopted from the Go code keeps its rows but starts at checkpoint 0: those rows
 //! are not from the journal, and replaying the journal writes over them (torrents the journal
@@ -322,14 +322,20 @@ pub struct SqliteProjection {
     checkpoint: Checkpoint,
 }
 
-/// Whether `err` is [`SqliteProjection::open`]'s "this file is not a SQLite database" (or is a
-/// damaged one): the file can only be deleted and the projection rebuilt.
+/// Whether `err` says the SQLite projection's file is damaged or not a SQLite database at all
+/// ([`Error::ProjectionDamaged`] of the `sqlite` projection): the file can only be set aside
+/// and the projection rebuilt.
 pub fn is_not_a_database(err: &Error) -> bool {
-    matches!(err, Error::Io { op, source, .. }
-        if *op == OP_NOT_A_DATABASE && source.kind() == std::io::ErrorKind::InvalidData)
+    matches!(
+        err,
+        Error::ProjectionDamaged {
+            projection: PROJECTION_NAME,
+            ..
+        }
+    )
 }
 
-const OP_NOT_A_DATABASE: &str = "open SQLite projection (not a usable SQLite database)";
+const PROJECTION_NAME: &str = "sqlite";
 
 /// `t` as the text the SQLite projection stores in `DATETIME` columns: what Go's
 /// `mattn/go-sqlite3` driver writes for a UTC `time.Time` (its layout
@@ -376,9 +382,11 @@ impl SqliteProjection {
     /// [`SCHEMA_VERSION`].
     ///
     /// Errors: [`Error::UnsupportedVersion`] (or [`Error::InvalidArgument`] for absurd
-    /// versions) when the database is newer than this build; an [`Error::Io`] for which
-    /// [`is_not_a_database`] holds when the file is not a usable SQLite database; other
-    /// [`Error::Io`]s for SQLite failures.
+    /// versions) when the database is newer than this build; [`Error::ProjectionDamaged`] when
+    /// the file is not a usable SQLite database (SQLite reports it corrupt or not a database);
+    /// [`Error::Io`]s for other SQLite failures (cannot open, permission denied, locked, ...).
+    /// Opening reads only the header and the checkpoint: damage elsewhere shows when a page is
+    /// read, or with [`SqliteProjection::quick_check`].
     pub fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let err = |op| sql_error(op, &path);
@@ -592,8 +600,76 @@ impl SqliteProjection {
         run().map_err(self.err("dump tables of"))
     }
 
+    /// `PRAGMA quick_check`: [`Error::ProjectionDamaged`] naming the problems SQLite finds
+    /// (or the corruption it hits while looking); other errors when the check cannot run.
+    /// Reads every page: O(size of the database).
+    pub fn quick_check(&self) -> Result<()> {
+        match quick_check(&self.conn) {
+            Ok(None) => Ok(()),
+            Ok(Some(problems)) => Err(damaged(
+                &self.path,
+                format!("PRAGMA quick_check: {problems}"),
+            )),
+            Err(e) => Err(sql_error("run PRAGMA quick_check on", &self.path)(e)),
+        }
+    }
+
     fn err<'a>(&'a self, op: &'static str) -> impl Fn(rusqlite::Error) -> Error + 'a {
         sql_error(op, &self.path)
+    }
+
+    /// Maps an error of the projection's own writes (apply, reset, install; the transaction is
+    /// rolled back by then). SQLite's corrupt / not-a-database codes and rows the projection
+    /// cannot read back are [`Error::ProjectionDamaged`]; any other error is damage only when
+    /// `PRAGMA quick_check` then fails — so a full disk, a denied permission or a lock held by
+    /// another connection stay the [`Error::Io`] they are.
+    fn write_error(&self, op: &'static str, e: rusqlite::Error) -> Error {
+        let unreadable_row = matches!(
+            e,
+            rusqlite::Error::FromSqlConversionFailure(..) | rusqlite::Error::InvalidColumnType(..)
+        );
+        if is_corrupt(&e) || unreadable_row {
+            return damaged(&self.path, format!("{op}: {e}"));
+        }
+        match quick_check(&self.conn) {
+            Ok(None) => sql_error(op, &self.path)(e),
+            Ok(Some(problems)) => damaged(
+                &self.path,
+                format!("{op}: {e}; PRAGMA quick_check: {problems}"),
+            ),
+            Err(check) if is_corrupt(&check) => damaged(
+                &self.path,
+                format!("{op}: {e}; PRAGMA quick_check: {check}"),
+            ),
+            Err(_) => sql_error(op, &self.path)(e),
+        }
+    }
+}
+
+/// Runs `PRAGMA quick_check`: `None` when it says `ok`, else its messages (at most 10).
+fn quick_check(conn: &Connection) -> rusqlite::Result<Option<String>> {
+    let mut stmt = conn.prepare("PRAGMA quick_check(10)")?;
+    let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+    let messages = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    if messages.len() == 1 && messages[0].eq_ignore_ascii_case("ok") {
+        return Ok(None);
+    }
+    Ok(Some(messages.join("; ")))
+}
+
+/// SQLite's "database disk image is malformed" and "file is not a database".
+fn is_corrupt(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+    )
+}
+
+fn damaged(path: &Path, reason: String) -> Error {
+    Error::ProjectionDamaged {
+        projection: PROJECTION_NAME,
+        path: path.to_path_buf(),
+        reason,
     }
 }
 
@@ -616,23 +692,25 @@ impl Projection for SqliteProjection {
             last.at.saturating_add_nanos(-nanos)
         });
         // Dropping an uncommitted transaction rolls it back: on error nothing changed.
-        apply_batch(&mut self.conn, batch, retention_cutoff)
-            .map_err(sql_error("apply batch to SQLite projection", &self.path))?;
+        if let Err(e) = apply_batch(&mut self.conn, batch, retention_cutoff) {
+            return Err(self.write_error("apply batch to SQLite projection", e));
+        }
         self.checkpoint = Checkpoint::of(last);
         Ok(())
     }
 
     fn reset(&mut self) -> Result<()> {
-        reset_tables(&mut self.conn).map_err(sql_error("reset SQLite projection", &self.path))?;
+        if let Err(e) = reset_tables(&mut self.conn) {
+            return Err(self.write_error("reset SQLite projection", e));
+        }
         self.checkpoint = Checkpoint::default();
         Ok(())
     }
 
     fn install(&mut self, state: &State) -> Result<()> {
-        install_state(&mut self.conn, state).map_err(sql_error(
-            "install a snapshot into the SQLite projection",
-            &self.path,
-        ))?;
+        if let Err(e) = install_state(&mut self.conn, state) {
+            return Err(self.write_error("install a snapshot into the SQLite projection", e));
+        }
         self.checkpoint = Checkpoint {
             seq: state.last_seq,
             at: state.last_at,
@@ -742,11 +820,12 @@ fn migrate(conn: &mut Connection, path: &Path, from: i64) -> Result<()> {
     let from = usize::try_from(from).unwrap_or(0);
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(from) {
         let version = index as i64 + 1;
-        run_migration(conn, version, migration).map_err(|e| match e.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
+        run_migration(conn, version, migration).map_err(|e| {
+            if is_corrupt(&e) {
                 open_error(e, path)
+            } else {
+                sql_error("migrate the schema of SQLite projection", path)(e)
             }
-            _ => sql_error("migrate the schema of SQLite projection", path)(e),
         })?;
     }
     Ok(())
@@ -1071,20 +1150,17 @@ fn render_value(value: ValueRef<'_>) -> String {
     }
 }
 
-/// Maps a SQLite error to [`Error::Io`]: kind `InvalidData` for unreadable rows or files,
-/// `Other` otherwise.
+/// Maps a SQLite error: SQLite's corrupt / not-a-database codes to
+/// [`Error::ProjectionDamaged`]; others to [`Error::Io`] of kind `InvalidData` for unreadable
+/// rows, `Other` otherwise.
 fn sql_error<'a>(op: &'static str, path: &'a Path) -> impl Fn(rusqlite::Error) -> Error + 'a {
     move |e| {
+        if is_corrupt(&e) {
+            return damaged(path, format!("{op}: {e}"));
+        }
         let kind = match &e {
             rusqlite::Error::FromSqlConversionFailure(..)
             | rusqlite::Error::InvalidColumnType(..) => std::io::ErrorKind::InvalidData,
-            e if matches!(
-                e.sqlite_error_code(),
-                Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
-            ) =>
-            {
-                std::io::ErrorKind::InvalidData
-            }
             _ => std::io::ErrorKind::Other,
         };
         Error::Io {
@@ -1098,15 +1174,10 @@ fn sql_error<'a>(op: &'static str, path: &'a Path) -> impl Fn(rusqlite::Error) -
 /// Maps an error while first reading the file: "not a database" / "corrupt" become the
 /// [`is_not_a_database`] error.
 fn open_error(e: rusqlite::Error, path: &Path) -> Error {
-    match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
-            Error::Io {
-                op: OP_NOT_A_DATABASE,
-                path: path.to_path_buf(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-            }
-        }
-        _ => sql_error("open SQLite projection", path)(e),
+    if is_corrupt(&e) {
+        damaged(path, format!("not a usable SQLite database ({e})"))
+    } else {
+        sql_error("open SQLite projection", path)(e)
     }
 }
 
