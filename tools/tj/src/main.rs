@@ -100,7 +100,8 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
                 | torrent_journal::Error::Corrupt { .. }
                 | torrent_journal::Error::SequenceBreak { .. }
                 | torrent_journal::Error::Decode { .. }
-                | torrent_journal::Error::CorruptSnapshot { .. },
+                | torrent_journal::Error::CorruptSnapshot { .. }
+                | torrent_journal::Error::ProjectionDamaged { .. },
             ) => 1,
             Some(
                 torrent_journal::Error::InvalidArgument(_)
