@@ -100,13 +100,24 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
                 | torrent_journal::Error::Corrupt { .. }
                 | torrent_journal::Error::SequenceBreak { .. }
                 | torrent_journal::Error::Decode { .. }
-                | torrent_journal::Error::CorruptSnapshot { .. },
+                | torrent_journal::Error::CorruptSnapshot { .. }
+                // Nothing at all is restorable: the journal starts after seq 1 and no usable
+                // snapshot continues it (damaged or missing), so the store cannot reach its head.
+                | torrent_journal::Error::NotRestorable {
+                    earliest_seq: None,
+                    ..
+                },
             ) => 1,
             Some(
                 torrent_journal::Error::InvalidArgument(_)
                 | torrent_journal::Error::InvalidInfoHash { .. }
                 | torrent_journal::Error::SeqNotRetained { .. }
-                | torrent_journal::Error::NotRestorable { .. },
+                // A point before the earliest restorable one: the history asked for is not
+                // retained.
+                | torrent_journal::Error::NotRestorable {
+                    earliest_seq: Some(_),
+                    ..
+                },
             ) => 2,
             _ => 3,
         };
