@@ -121,31 +121,43 @@ pub fn check_snapshots(storage: &dyn Storage, dir: &Path, report: &mut VerifyRep
     let segments = recovery::list_segments(storage, &super::journal_dir(dir))?;
     let first = segments.first().map(|s| s.first_seq);
     for info in crate::snapshot::list_snapshots(storage, dir)? {
-        let problem = |detail: String| Problem {
+        let problem = |detail: String, offset: u64| Problem {
             kind: ProblemKind::DamagedSnapshot,
             segment: info.path.clone(),
-            offset: 0,
+            offset,
             seq: Some(info.seq),
             detail,
             damaged_bytes: storage.file_len(&info.path).unwrap_or(0),
             affected_torrents: Vec::new(),
         };
         let found = match crate::snapshot::read_snapshot(storage, &info.path) {
-            Err(err) => Some(problem(err.to_string())),
+            Err(err) => {
+                let offset = match &err {
+                    crate::Error::CorruptSnapshot { offset, .. } => *offset,
+                    _ => 0,
+                };
+                Some(problem(err.to_string(), offset))
+            }
             Ok(body) => match report.last_seq {
-                Some(last) if body.seq() > last => Some(problem(format!(
-                    "the snapshot is at seq {}, beyond the journal's last event (seq {last})",
-                    body.seq()
-                ))),
+                Some(last) if body.seq() > last => Some(problem(
+                    format!(
+                        "the snapshot is at seq {}, beyond the journal's last event (seq {last})",
+                        body.seq()
+                    ),
+                    12,
+                )),
                 _ => own_event_at(storage, &segments, body.seq())
                     .filter(|at| *at != body.at())
                     .map(|at| {
-                        problem(format!(
-                            "the snapshot is at seq {} committed {}, but the journal's event \
+                        problem(
+                            format!(
+                                "the snapshot is at seq {} committed {}, but the journal's event \
                              there was committed {at}",
-                            body.seq(),
-                            body.at()
-                        ))
+                                body.seq(),
+                                body.at()
+                            ),
+                            20,
+                        )
                     }),
             },
         };

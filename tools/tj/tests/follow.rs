@@ -454,7 +454,15 @@ fn following_a_compacted_journal_starts_from_its_snapshot() {
         .first_seq;
 
     let output = tj()
-        .args(["tail", arg(&dir), "--follow", "--exit-at-seq", "12000"])
+        .args([
+            "tail",
+            arg(&dir),
+            "--follow",
+            "--from",
+            "1",
+            "--exit-at-seq",
+            "12000",
+        ])
         .output()
         .unwrap();
     assert!(output.status.success(), "{output:?}");
