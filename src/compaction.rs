@@ -19,13 +19,29 @@
 //!    segment at the next seq, created crash-safely) so it becomes removable. If no sealed
 //!    segment then lies wholly at or before the boundary, stop: a snapshot would only add bytes
 //!    (a rerun with nothing to remove writes nothing).
-//! 4. Write the snapshot durably (tmp → write → `fdatasync` → rename → directory fsync).
-//! 5. Only then remove the sealed segments whose events all lie at or before the boundary, in
-//!    seq order, fsyncing the journal directory after each removal, so a crash leaves a
-//!    contiguous suffix of segments (never a gap). With an archive directory, each segment is
-//!    first copied there durably (the archive directory is created first if missing, and the
-//!    parent of each directory created is fsynced).
-//! 6. Remove snapshots older than the boundary beyond the newest `keep_snapshots − 1`.
+//! 4. Write the snapshot durably (tmp → write → `fdatasync` → rename → directory fsync), then
+//!    read it back whole (checksums, decoding, header agreement).
+//! 5. Only then remove the sealed segments whose events all lie at or before the **previous
+//!    generation** — the verified snapshot this run materialized from (or, on a rerun at the
+//!    same boundary, the newest older snapshot that reads back whole and that the journal
+//!    continues; seq 0, the empty state, while the journal starts at seq 1) — in seq order,
+//!    fsyncing the journal directory after each removal, so a crash leaves a contiguous suffix
+//!    of segments (never a gap). The segments between the previous generation and the new
+//!    snapshot stay: if the new snapshot is damaged later, the previous one plus the journal
+//!    still reach the head, and the state the removed segments built lives in two snapshots.
+//!    No previous generation (the first compaction of a journal that starts at seq 1 removes
+//!    nothing; the next one removes what the first snapshot covers). With an archive directory,
+//!    each segment is first copied there durably (the archive directory is created first if
+//!    missing, and the parent of each directory created is fsynced).
+//! 6. Remove snapshots older than the boundary beyond the newest `keep_snapshots − 1`, never
+//!    the previous generation.
+//!
+//! Why two generations rather than writing each snapshot twice: the retained journal is
+//! independent evidence (frames checksummed one by one, written long before, by other code),
+//! whereas two copies of one snapshot share the encoder, the moment and the write path — a bug
+//! or a bad write hits both. It is what etcd and LevelDB do, it costs one compaction interval of
+//! journal instead of a second copy of the whole state, and it keeps point-in-time reads over
+//! that interval.
 //!
 //! A crash anywhere leaves either the old layout (plus perhaps a stray `*.tmp`, ignored and
 //! cleaned by the next compaction) or the new snapshot with a suffix of the segments; both
@@ -43,7 +59,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::{info, info_span};
+use tracing::{info, info_span, warn};
 
 use crate::error::{Error, IoContext, Result};
 use crate::event::Envelope;
@@ -111,6 +127,9 @@ pub struct CompactReport {
     pub snapshot_written: bool,
     /// Tombstones the snapshot carries.
     pub tombstones: usize,
+    /// The previous generation: the verified snapshot (or 0, the empty state) that removal
+    /// stopped at, kept with the journal after it. `None`: there was none, nothing was removed.
+    pub previous_snapshot_seq: Option<u64>,
     /// Segments removed from the journal directory (archived or deleted), in seq order.
     pub segments_removed: Vec<PathBuf>,
     /// Where archived segments went.
@@ -310,13 +329,15 @@ pub fn compact(
             Err(err) => return Err(err),
         }
     }
-    let removable = sealed
-        .iter()
-        .zip(live.iter().skip(1))
-        .take_while(|(_, next)| next.first_seq.saturating_sub(1) <= boundary)
-        .count();
+    let covered_by = |seq: u64| {
+        sealed
+            .iter()
+            .zip(live.iter().skip(1))
+            .take_while(|(_, next)| next.first_seq.saturating_sub(1) <= seq)
+            .count()
+    };
     let reuses_snapshot = built.base.as_ref().is_some_and(|base| base.seq == boundary);
-    if removable == 0 && !reuses_snapshot {
+    if covered_by(boundary) == 0 && !reuses_snapshot {
         // A snapshot would only add bytes: no segment lies wholly at or before the boundary.
         info!(
             boundary,
@@ -324,6 +345,17 @@ pub fn compact(
         );
         return Ok(report);
     }
+    // The previous generation: the verified base this run materialized from (or, when it
+    // reuses a snapshot at the boundary, the newest verified one before it). Segments are
+    // removed only up to it, so the journal still continues it to the head and the state up
+    // to it lives in two snapshots.
+    let previous = match &built.base {
+        Some(base) if base.seq == boundary => {
+            previous_generation(&*storage, dir, boundary, sources.first_seq())?
+        }
+        Some(base) => Some(base.seq),
+        None => (sources.first_seq() == Some(1)).then_some(0),
+    };
     match &built.base {
         Some(base) if base.seq == boundary => {
             report.snapshot_path = Some(base.path.clone());
@@ -348,13 +380,20 @@ pub fn compact(
                 tombstones,
             };
             report.tombstones = body.tombstones.len();
-            report.snapshot_path = Some(snapshot::write_snapshot(&*storage, dir, &body)?);
+            let path = snapshot::write_snapshot(&*storage, dir, &body)?;
+            // It must read back whole before anything relies on it.
+            snapshot::read_snapshot(&*storage, &path)?;
+            report.snapshot_path = Some(path);
             report.snapshot_written = true;
         }
     }
     report.snapshot_seq = Some(boundary);
+    report.previous_snapshot_seq = previous;
 
-    // The snapshot is durable: the segments it covers may go, oldest first.
+    // Both generations are durable: the segments the previous one covers may go, oldest
+    // first. Without a previous generation (no usable older snapshot continues the journal),
+    // nothing goes: the new snapshot would be the only copy of what they hold.
+    let removable = previous.map_or(0, covered_by);
     for segment in &sealed[..removable] {
         if let Some(archive) = &options.archive {
             let copy = archive_segment(&*storage, archive, segment)?;
@@ -369,14 +408,19 @@ pub fn compact(
         report.segments_removed.push(segment.path.clone());
     }
 
+    // Older snapshots beyond the newest `keep_snapshots − 1` go, but never the previous
+    // generation: the retained journal starts right after it.
     let snapshots = snapshot::list_snapshots(&*storage, dir)?;
     let older: Vec<_> = snapshots.iter().filter(|s| s.seq < boundary).collect();
     let excess = older.len().saturating_sub(options.keep_snapshots - 1);
-    for old in &older[..excess] {
+    for old in older[..excess]
+        .iter()
+        .filter(|s| previous.is_none_or(|p| s.seq != p))
+    {
         storage.remove_file(&old.path).ctx("remove", &old.path)?;
         report.snapshots_removed.push(old.path.clone());
     }
-    if excess > 0 {
+    if !report.snapshots_removed.is_empty() {
         let snapshots_dir = snapshot::snapshots_dir(dir);
         storage
             .sync_dir(&snapshots_dir)
@@ -395,6 +439,31 @@ pub fn compact(
         "compacted"
     );
     Ok(report)
+}
+
+/// The newest snapshot before `boundary` that reads back whole and that the journal (starting
+/// at `first`) continues; else seq 0 when the journal starts at seq 1.
+fn previous_generation(
+    storage: &dyn Storage,
+    dir: &Path,
+    boundary: u64,
+    first: Option<u64>,
+) -> Result<Option<u64>> {
+    let snapshots = snapshot::list_snapshots(storage, dir)?;
+    for info in snapshots.iter().rev().filter(|s| s.seq < boundary) {
+        if first.is_some_and(|f| info.seq.saturating_add(1) < f) {
+            break;
+        }
+        match snapshot::read_snapshot(storage, &info.path) {
+            Ok(_) => return Ok(Some(info.seq)),
+            Err(err) => warn!(
+                snapshot = %info.path.display(),
+                error = %err,
+                "skipping a damaged snapshot as the previous generation"
+            ),
+        }
+    }
+    Ok((first == Some(1)).then_some(0))
 }
 
 /// Where the snapshot goes for a retention, given the head.

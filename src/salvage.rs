@@ -6,11 +6,16 @@
 //! (the report maps every renumbered range). Damaged bytes are copied to
 //! `OUT/salvage/quarantine.bin`; `OUT/salvage/report.json` lists each region (source segment,
 //! offset, length, position in the quarantine file, the seqs and torrents it seems to hold).
-//! Snapshots that read back intact and precede the first kept event are copied too.
+//! Snapshots are carried over (a compacted journal starts after seq 1 and cannot be opened
+//! without the snapshot it continues): each one that reads back whole (checksums, decoding,
+//! header agreement), whose seq is not beyond the new journal's last event, whose events the
+//! renumbering left alone (no loss at or before its seq) and, when the new journal holds its
+//! own event, whose commit time matches that event's. The others are listed in the report.
 
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+use tracing::warn;
 
 use crate::error::{Error, IoContext, Result};
 use crate::event;
@@ -50,6 +55,8 @@ pub struct SalvageReport {
     pub bytes_quarantined: u64,
     pub renumbered: Vec<Renumbered>,
     pub snapshots_copied: usize,
+    /// `path: reason` of each snapshot not carried over.
+    pub snapshots_not_copied: Vec<String>,
     pub out: PathBuf,
 }
 
@@ -128,7 +135,14 @@ pub fn salvage(storage: &dyn Storage, dir: &Path, out: &Path) -> Result<SalvageR
     collector.report.renumbered =
         write_segments(storage, &journal_dir, &collector.frames, first_seq)?;
     collector.report.events_kept = collector.frames.len() as u64;
-    collector.report.snapshots_copied = copy_snapshots(storage, dir, out, first_seq)?;
+    collector.report.snapshots_copied = copy_snapshots(
+        storage,
+        dir,
+        out,
+        &collector.frames,
+        first_seq,
+        &mut collector.report,
+    )?;
     collector.report.out = out.to_path_buf();
     let salvage_dir = out.join("salvage");
     storage
@@ -200,20 +214,72 @@ fn write_segment(
     storage::write_atomic(storage, &path, &bytes).ctx("write", &path)
 }
 
-/// Copies the snapshots that read back intact and come before the first kept event.
-fn copy_snapshots(storage: &dyn Storage, dir: &Path, out: &Path, first_seq: u64) -> Result<usize> {
+/// Carries over the snapshots that still hold for the new journal (see the module docs);
+/// records the others in `report.snapshots_not_copied`.
+fn copy_snapshots(
+    storage: &dyn Storage,
+    dir: &Path,
+    out: &Path,
+    frames: &[(u64, i64, Vec<u8>)],
+    first_seq: u64,
+    report: &mut SalvageReport,
+) -> Result<usize> {
+    let last_seq = first_seq + frames.len() as u64 - 1;
+    // Seqs from here on may mean other events than in the source journal.
+    let renumbered_from = report.renumbered.first().map(|r| r.new_first);
     let mut copied = 0;
     for info in snapshot::list_snapshots(storage, dir)? {
-        if info.seq >= first_seq || snapshot::read_snapshot(storage, &info.path).is_err() {
+        let body = match snapshot::read_snapshot(storage, &info.path) {
+            Ok(body) => body,
+            Err(err) => {
+                warn!(snapshot = %info.path.display(), error = %err, "not carrying over a damaged snapshot");
+                report
+                    .snapshots_not_copied
+                    .push(format!("{}: {err}", info.path.display()));
+                continue;
+            }
+        };
+        let seq = body.seq();
+        let own_event = seq
+            .checked_sub(first_seq)
+            .and_then(|index| frames.get(usize::try_from(index).ok()?));
+        let refused = if frames.is_empty() || seq > last_seq {
+            Some(format!(
+                "its seq {seq} is beyond the salvaged journal's last event"
+            ))
+        } else if renumbered_from.is_some_and(|from| from <= seq) {
+            Some(format!(
+                "events at or before its seq {seq} were lost, so the salvaged journal renumbered \
+                 the ones after them"
+            ))
+        } else if let Some((_, at, _)) = own_event
+            && *at != body.at().as_unix_nanos()
+        {
+            Some(format!(
+                "it disagrees with the journal's event at seq {seq} (another commit time)"
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = refused {
+            warn!(snapshot = %info.path.display(), reason, "not carrying over a snapshot");
+            report
+                .snapshots_not_copied
+                .push(format!("{}: {reason}", info.path.display()));
             continue;
         }
         let bytes = storage.read_file(&info.path).ctx("read", &info.path)?;
         let target_dir = snapshot::snapshots_dir(out);
-        storage
-            .create_dir_all(&target_dir)
-            .ctx("create directory", &target_dir)?;
-        let target = target_dir.join(snapshot::file_name(info.seq));
+        if !storage.is_dir(&target_dir) {
+            storage
+                .create_dir_all(&target_dir)
+                .ctx("create directory", &target_dir)?;
+            storage.sync_dir(out).ctx("fsync dir", out)?;
+        }
+        let target = target_dir.join(snapshot::file_name(seq));
         storage::write_atomic(storage, &target, &bytes).ctx("write", &target)?;
+        // What was written must read back whole, like the source.
+        snapshot::read_snapshot(storage, &target)?;
         copied += 1;
     }
     Ok(copied)

@@ -6,7 +6,11 @@
 //! can restore from before the live window (and notices a missing archived segment); a live
 //! writer — appending from another thread while compactions run — is never disturbed; two
 //! compactions exclude each other; tombstones let a removal be undone after its event was
-//! compacted away, and expire after their window.
+//! compacted away, and expire after their window; compaction keeps two generations — it
+//! removes only the segments the *previous* verified snapshot covers (nothing on a first
+//! compaction), never removes that snapshot (whatever `keep_snapshots` says), never takes a
+//! damaged one for it — so one flipped bit in the newest snapshot loses nothing: every point
+//! from the previous snapshot to the head still restores.
 //!
 //! How: journals are written through the real `Journal` writer with a `ManualClock` advanced
 //! one second before each append, on `SimStorage` (crash images via `crash_after` + `crash`) or
@@ -376,18 +380,30 @@ fn archived_segments_restore_history_before_the_live_window() {
         ..CompactOptions::default()
     };
     store.append(&events[..60]);
+    // The first compaction has no previous generation: it writes the snapshot, moves nothing.
     let first = store.compact(&options(Retention::None));
     assert_eq!(first.snapshot_seq, Some(60));
-    assert_eq!(first.segments_removed.len(), first.segments_archived.len());
-    assert!(!first.segments_archived.is_empty());
-    for (removed, archived) in first.segments_removed.iter().zip(&first.segments_archived) {
+    assert_eq!(first.previous_snapshot_seq, Some(0));
+    assert!(first.segments_removed.is_empty(), "{first:?}");
+    store.append(&events[60..]);
+    // The second moves what the first snapshot covers.
+    let second = store.compact(&options(Retention::Events(5)));
+    assert_eq!(second.snapshot_seq, Some(85));
+    assert_eq!(second.previous_snapshot_seq, Some(60));
+    assert_eq!(
+        second.segments_removed.len(),
+        second.segments_archived.len()
+    );
+    assert!(!second.segments_archived.is_empty());
+    for (removed, archived) in second
+        .segments_removed
+        .iter()
+        .zip(&second.segments_archived)
+    {
         assert!(!removed.exists() && archived.exists());
         assert_eq!(removed.file_name(), archived.file_name());
     }
-    assert!(first.bytes_after < first.bytes_before, "{first:?}");
-    store.append(&events[60..]);
-    let second = store.compact(&options(Retention::Events(5)));
-    assert_eq!(second.snapshot_seq, Some(85));
+    assert!(store.first_live_seq() <= 61, "the journal continues seq 60");
 
     // The live window alone starts late…
     let earliest = store.earliest();
@@ -628,6 +644,10 @@ fn tombstones_undo_a_removal_after_its_event_was_compacted_away_then_expire() {
     let filler = fillers(&mut y, 12);
     store.append(&filler);
 
+    // Two compactions: the second removes what the first snapshot covers.
+    store.compact(&CompactOptions::default());
+    let filler = fillers(&mut y, 12);
+    store.append(&filler);
     store.compact(&CompactOptions::default());
     assert!(
         store.first_live_seq() > removed_seq,
@@ -674,9 +694,106 @@ fn tombstones_undo_a_removal_after_its_event_was_compacted_away_then_expire() {
     let filler = fillers(&mut y, 12);
     store.append_every(&filler, 86_400 * SECOND);
     let report = store.compact(&CompactOptions::default());
+    assert_eq!(report.tombstones, 0);
+    // The next compaction removes the deletion event itself (the previous snapshot covers it).
+    let filler = fillers(&mut y, 12);
+    store.append(&filler);
+    let report = store.compact(&CompactOptions::default());
     assert!(store.first_live_seq() > deleted_seq);
     assert_eq!(report.tombstones, 0);
     assert!(find(&store, &x.info_hash).is_none());
     assert_eq!(store.state_at(Target::Head), store.fold(store.head()));
+    store.journal.close().unwrap();
+}
+
+/// Flips one bit in the middle of a file.
+fn flip_middle_bit(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x04;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn compaction_keeps_two_generations_so_a_damaged_newest_snapshot_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let events = sim_events(31, 5, 120);
+    let mut store = Store::real(&dir);
+    store.append(&events[..40]);
+    let first = store.compact(&CompactOptions::default());
+    assert_eq!(
+        (first.snapshot_seq, first.previous_snapshot_seq),
+        (Some(40), Some(0))
+    );
+    assert!(first.segments_removed.is_empty(), "{first:?}");
+    assert_eq!(store.first_live_seq(), 1);
+
+    // The second removes only what the first snapshot covers — even with keep_snapshots 1, the
+    // previous generation stays.
+    store.append(&events[40..80]);
+    let options = CompactOptions {
+        retain: Retention::Events(5),
+        keep_snapshots: 1,
+        ..CompactOptions::default()
+    };
+    let second = store.compact(&options);
+    assert_eq!(
+        (second.snapshot_seq, second.previous_snapshot_seq),
+        (Some(75), Some(40))
+    );
+    assert!(!second.segments_removed.is_empty(), "{second:?}");
+    let first_live = store.first_live_seq();
+    assert!(
+        first_live > 1 && first_live <= 41,
+        "first live {first_live}"
+    );
+    let snapshots: Vec<u64> = snapshot::list_snapshots(&RealStorage, &dir)
+        .unwrap()
+        .iter()
+        .map(|s| s.seq)
+        .collect();
+    assert_eq!(snapshots, [40, 75]);
+
+    // One flipped bit in the newest snapshot: every point from the previous one to the head
+    // still restores, from the previous snapshot.
+    flip_middle_bit(second.snapshot_path.as_ref().unwrap());
+    let head = history::state_at(Arc::clone(&store.storage), &dir, Target::Head).unwrap();
+    assert_eq!((head.state, head.snapshot), (store.fold(80), Some(40)));
+    assert_eq!(store.earliest(), 40);
+    assert_restorable_from(&store, 40);
+
+    // The next compaction does not take the damaged one for the previous generation.
+    store.append(&events[80..110]);
+    let third = store.compact(&options);
+    assert_eq!(
+        (third.snapshot_seq, third.previous_snapshot_seq),
+        (Some(105), Some(40))
+    );
+    assert_eq!(store.state_at(Target::Head), store.fold(110));
+    // A fourth, once the third's snapshot is the previous generation, moves on past seq 40.
+    store.append(&events[110..]);
+    let fourth = store.compact(&options);
+    assert_eq!(fourth.previous_snapshot_seq, Some(105));
+    assert!(store.first_live_seq() > 41 && store.first_live_seq() <= 106);
+    flip_middle_bit(fourth.snapshot_path.as_ref().unwrap());
+    assert_eq!(store.state_at(Target::Head), store.fold(120));
+    store.journal.close().unwrap();
+}
+
+#[test]
+fn a_rerun_at_the_same_boundary_keeps_the_previous_generation() {
+    let storage = SimStorage::new();
+    let mut store = Store::sim(&storage);
+    let events = sim_events(37, 4, 60);
+    store.append(&events[..30]);
+    store.compact(&CompactOptions::default());
+    store.append(&events[30..]);
+    let second = store.compact(&CompactOptions::default());
+    assert_eq!(second.previous_snapshot_seq, Some(30));
+    let again = store.compact(&CompactOptions::default());
+    assert!(!again.snapshot_written && again.segments_removed.is_empty());
+    assert_eq!(again.previous_snapshot_seq, Some(30));
+    assert!(store.first_live_seq() <= 31);
     store.journal.close().unwrap();
 }

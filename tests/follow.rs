@@ -326,15 +326,16 @@ async fn compaction_under_a_lagging_follower_resynchronizes_from_the_snapshot() 
     let first = events_through(&mut follower, 50).await;
     replica.apply(&first).unwrap();
 
-    let report = compaction::compact(
-        Arc::new(RealStorage),
-        dir,
-        &CompactOptions {
-            retain: Retention::Events(100),
+    // Two compactions: the second removes what the first one's snapshot covers.
+    let compact = |n| {
+        let options = CompactOptions {
+            retain: Retention::Events(n),
             ..CompactOptions::default()
-        },
-    )
-    .unwrap();
+        };
+        compaction::compact(Arc::new(RealStorage), dir, &options).unwrap()
+    };
+    assert!(compact(500).segments_removed.is_empty());
+    let report = compact(100);
     assert_eq!(report.snapshot_seq, Some(900));
     assert!(!report.segments_removed.is_empty());
     written.extend(

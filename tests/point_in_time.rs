@@ -182,6 +182,18 @@ fn targets_before_the_retained_history_state_the_earliest_seq_and_time() {
     )
     .unwrap();
     assert_eq!(report.snapshot_seq, Some(60));
+    // The first generation: nothing removed yet; compacting to the head removes what it covers.
+    assert!(report.segments_removed.is_empty());
+    let report = compaction::compact(
+        Arc::clone(&storage_dyn),
+        DIR,
+        &CompactOptions {
+            retain: Retention::None,
+            ..CompactOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(report.snapshot_seq, Some(80));
     assert!(!report.segments_removed.is_empty());
     let earliest = history::earliest_restorable(Arc::clone(&storage_dyn), DIR, None)
         .unwrap()

@@ -1,7 +1,12 @@
 //! Proves salvage keeps everything that can be kept and says exactly what could not: a journal
 //! with a damaged frame mid-log (which refuses to open) is salvaged into a new journal that
 //! opens and verifies clean, holds every other event in order with renumbered seqs, and whose
-//! report locates the damage, names the affected torrent and quarantines the bytes.
+//! report locates the damage, names the affected torrent and quarantines the bytes. A compacted
+//! store (its journal starts after seq 1) is salvaged with its snapshots, verified, carried
+//! over, so the result opens at the same head — also when its newest snapshot is damaged (left
+//! behind, named in the report; the previous one plus the retained journal reach the head) —
+//! and verify reports the damaged snapshot, and a journal no snapshot continues. Real files in
+//! a temp dir for the compacted stores.
 
 mod common;
 
@@ -10,7 +15,11 @@ use std::sync::Arc;
 
 use common::*;
 use torrent_journal::event::Event;
+use torrent_journal::history::{self, Target};
+use torrent_journal::journal::ProblemKind;
 use torrent_journal::salvage::salvage;
+use torrent_journal::snapshot;
+use torrent_journal::storage::RealStorage;
 use torrent_journal::{Journal, JournalReader, journal};
 
 #[test]
@@ -86,4 +95,114 @@ fn torrent_storage(count: u64) -> torrent_journal::storage::SimStorage {
     }
     journal.close().unwrap();
     storage
+}
+
+/// A closed store in `dir` compacted twice (the second compaction removed segments), and the
+/// state at its head.
+fn compacted_store(dir: &Path) -> torrent_journal::state::State {
+    use torrent_journal::compaction::{self, CompactOptions, Retention};
+    let options = torrent_journal::JournalOptions {
+        segment_size_bytes: 4096,
+        ..torrent_journal::JournalOptions::default()
+    };
+    let journal = Journal::open_with(dir, options).unwrap();
+    let events: Vec<Event> = torrent_journal::simulate::Simulation {
+        seed: 41,
+        torrents: 5,
+        events: 90,
+        tasks: 1,
+        start: torrent_journal::model::Timestamp::from_unix_nanos(1_700_000_000_000_000_000),
+    }
+    .task(0)
+    .collect();
+    let compact = |n| {
+        let options = CompactOptions {
+            retain: Retention::Events(n),
+            ..CompactOptions::default()
+        };
+        compaction::compact(Arc::new(RealStorage), dir, &options).unwrap()
+    };
+    for event in &events[..50] {
+        journal.append(event).unwrap();
+    }
+    compact(10);
+    for event in &events[50..] {
+        journal.append(event).unwrap();
+    }
+    let second = compact(10);
+    assert!(!second.segments_removed.is_empty(), "{second:?}");
+    journal.close().unwrap();
+    let head = head_of(dir).unwrap();
+    assert!(
+        JournalReader::open(dir).unwrap().segments().unwrap()[0].first_seq > 1,
+        "compacted"
+    );
+    head
+}
+
+fn head_of(dir: &Path) -> torrent_journal::Result<torrent_journal::state::State> {
+    history::state_at(Arc::new(RealStorage), dir, Target::Head).map(|p| p.state)
+}
+
+#[test]
+fn a_healthy_compacted_store_is_salvaged_with_its_snapshots() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, out) = (tmp.path().join("store"), tmp.path().join("out"));
+    let head = compacted_store(&dir);
+    let report = salvage(&RealStorage, &dir, &out).unwrap();
+    assert_eq!(report.snapshots_copied, 2, "{report:?}");
+    assert!(report.snapshots_not_copied.is_empty(), "{report:?}");
+    assert!(!report.lost_anything());
+    assert_eq!(head_of(&out).unwrap(), head);
+    assert!(journal::verify(&RealStorage, &out).unwrap().is_clean());
+}
+
+#[test]
+fn a_compacted_store_with_a_damaged_newest_snapshot_verifies_dirty_and_salvages_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, out) = (tmp.path().join("store"), tmp.path().join("out"));
+    let head = compacted_store(&dir);
+    let snapshots = snapshot::list_snapshots(&RealStorage, &dir).unwrap();
+    let newest = &snapshots.last().unwrap().path;
+    let mut bytes = std::fs::read(newest).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(newest, bytes).unwrap();
+
+    // Every frame is fine, the snapshot is not: verify says so, naming it.
+    let verified = journal::verify(&RealStorage, &dir).unwrap();
+    assert_eq!(verified.problems.len(), 1, "{verified:?}");
+    assert_eq!(verified.problems[0].kind, ProblemKind::DamagedSnapshot);
+    assert_eq!(&verified.problems[0].segment, newest);
+    assert_eq!(verified.snapshots.len(), 2);
+    assert!(verified.snapshots[0].usable && verified.snapshots[0].continues_journal);
+    // The store still opens at its head, from the previous snapshot.
+    assert_eq!(head_of(&dir).unwrap(), head);
+
+    let report = salvage(&RealStorage, &dir, &out).unwrap();
+    assert_eq!(report.snapshots_copied, 1, "{report:?}");
+    assert_eq!(report.snapshots_not_copied.len(), 1, "{report:?}");
+    assert!(
+        report.snapshots_not_copied[0].contains("checksum"),
+        "{report:?}"
+    );
+    assert_eq!(head_of(&out).unwrap(), head);
+    assert!(journal::verify(&RealStorage, &out).unwrap().is_clean());
+
+    // Without any snapshot, nothing continues the journal: verify says the store is damaged.
+    std::fs::remove_dir_all(snapshot::snapshots_dir(&out)).unwrap();
+    let verified = journal::verify(&RealStorage, &out).unwrap();
+    assert_eq!(verified.problems.len(), 1, "{verified:?}");
+    assert_eq!(verified.problems[0].kind, ProblemKind::NoContinuingSnapshot);
+    let err = head_of(&out).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            torrent_journal::Error::NotRestorable {
+                earliest_seq: None,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }

@@ -1,7 +1,8 @@
 //! Proves the store behaves as the seed's persistence interface over the journal: the eight
 //! operations and the metrics interface round-trip, reads see acknowledged writes, the hook sink
 //! journals all seven events, and deleting every projection loses nothing (reopen rebuilds them
-//! identically from the journal). Real directories, real SQLite.
+//! identically from the journal), and a compacted store whose newest snapshot is damaged opens
+//! to the same state from the previous one. Real directories, real SQLite.
 
 mod common;
 
@@ -291,7 +292,9 @@ async fn events_appended_directly_reach_every_projection() {
 
 /// After compaction removed the early segments, opening starts the memory projection from the
 /// newest snapshot, and a SQLite projection that is behind the retained journal (here: deleted)
-/// is installed from the state at the head; both equal the state before compaction.
+/// is installed from the state at the head; both equal the state before compaction — also when
+/// the newest snapshot is then damaged (the previous one plus the retained journal reach the
+/// head).
 #[tokio::test]
 async fn a_compacted_journal_opens_from_its_snapshot() {
     use torrent_journal::compaction::{self, CompactOptions, Retention};
@@ -319,11 +322,14 @@ async fn a_compacted_journal_opens_from_its_snapshot() {
     let before = store.memory().state().clone();
     store.close().await.unwrap();
 
-    let options = CompactOptions {
-        retain: Retention::Events(50),
+    // Two compactions: the first has no previous generation and removes nothing.
+    let options = |n| CompactOptions {
+        retain: Retention::Events(n),
         ..CompactOptions::default()
     };
-    let report = compaction::compact(Arc::new(RealStorage), tmp.path(), &options).unwrap();
+    let first = compaction::compact(Arc::new(RealStorage), tmp.path(), &options(300)).unwrap();
+    assert!(first.segments_removed.is_empty(), "{first:?}");
+    let report = compaction::compact(Arc::new(RealStorage), tmp.path(), &options(50)).unwrap();
     assert!(
         !report.segments_removed.is_empty(),
         "compaction removed segments"
@@ -331,6 +337,24 @@ async fn a_compacted_journal_opens_from_its_snapshot() {
     let first = JournalReader::open(tmp.path()).unwrap().segments().unwrap()[0].first_seq;
     assert!(first > 1, "the journal no longer starts at seq 1");
 
+    std::fs::remove_file(tmp.path().join("state.db")).unwrap();
+    let store = TorrentStore::open(tmp.path(), small_segments())
+        .await
+        .unwrap();
+    assert_eq!(store.memory().state(), &before);
+    store.close().await.unwrap();
+    let sqlite =
+        SqliteProjection::open(tmp.path().join("state.db"), SqliteOptions::default()).unwrap();
+    assert_eq!(sqlite.load_state().unwrap(), before);
+    drop(sqlite);
+
+    // One flipped bit in the middle of the newest snapshot: opening falls back to the previous
+    // one, which the retained journal continues, and loses nothing.
+    let newest = report.snapshot_path.clone().unwrap();
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+    std::fs::write(&newest, bytes).unwrap();
     std::fs::remove_file(tmp.path().join("state.db")).unwrap();
     let store = TorrentStore::open(tmp.path(), small_segments())
         .await

@@ -42,6 +42,13 @@ pub enum ProblemKind {
     /// acknowledged: acknowledged events are missing or damaged. Reported once, after any
     /// damage found in the last segment.
     MissingDurableEvents,
+    /// A snapshot that does not read back whole (header, checksums, body, header agreement),
+    /// or that disagrees with the journal (its own event has another commit time, or its seq
+    /// is beyond the journal's last event). `segment` is the snapshot's path.
+    DamagedSnapshot,
+    /// The journal starts after seq 1 and no usable snapshot is at or after its first seq − 1:
+    /// nothing continues the retained journal, so the store cannot reach its head.
+    NoContinuingSnapshot,
 }
 
 /// One problem, located.
@@ -71,6 +78,20 @@ pub struct VerifyReport {
     pub first_at: Option<Timestamp>,
     pub last_at: Option<Timestamp>,
     pub problems: Vec<Problem>,
+    /// Every snapshot, oldest first (filled by [`check_snapshots`]).
+    pub snapshots: Vec<SnapshotCheck>,
+}
+
+/// One snapshot as verification found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SnapshotCheck {
+    pub seq: u64,
+    pub path: PathBuf,
+    /// It reads back whole and agrees with the journal.
+    pub usable: bool,
+    /// The retained journal continues it (its seq ≥ the journal's first seq − 1), so it can
+    /// restore every point from its seq to the head; an older one restores its own seq only.
+    pub continues_journal: bool,
 }
 
 impl VerifyReport {
@@ -93,7 +114,103 @@ impl VerifyReport {
 pub fn verify(storage: &dyn Storage, dir: &Path) -> Result<VerifyReport> {
     let mut report = VerifyReport::default();
     walk(storage, dir, &mut report)?;
+    check_snapshots(storage, dir, &mut report)?;
     Ok(report)
+}
+
+/// Checks every snapshot of store directory `dir` against the journal [`walk`] already
+/// reported on (`report`): each must read back whole (header checksum, body length, body
+/// checksum, decodable body agreeing with its header), its seq must not be beyond the journal's
+/// last event, and where the journal still holds its own event, that event's commit time must
+/// be the snapshot's. When the journal starts after seq 1, at least one usable snapshot must
+/// continue it. Problems are added to `report.problems`; `Err` only when a directory cannot be
+/// listed.
+pub fn check_snapshots(storage: &dyn Storage, dir: &Path, report: &mut VerifyReport) -> Result<()> {
+    let segments = recovery::list_segments(storage, &super::journal_dir(dir))?;
+    let first = segments.first().map(|s| s.first_seq);
+    for info in crate::snapshot::list_snapshots(storage, dir)? {
+        let problem = |detail: String, offset: u64| Problem {
+            kind: ProblemKind::DamagedSnapshot,
+            segment: info.path.clone(),
+            offset,
+            seq: Some(info.seq),
+            detail,
+            damaged_bytes: storage.file_len(&info.path).unwrap_or(0),
+            affected_torrents: Vec::new(),
+        };
+        let found = match crate::snapshot::read_snapshot(storage, &info.path) {
+            Err(err) => {
+                let offset = match &err {
+                    crate::Error::CorruptSnapshot { offset, .. } => *offset,
+                    _ => 0,
+                };
+                Some(problem(err.to_string(), offset))
+            }
+            Ok(body) => match report.last_seq {
+                Some(last) if body.seq() > last => Some(problem(
+                    format!(
+                        "the snapshot is at seq {}, beyond the journal's last event (seq {last})",
+                        body.seq()
+                    ),
+                    12,
+                )),
+                _ => own_event_at(storage, &segments, body.seq())
+                    .filter(|at| *at != body.at())
+                    .map(|at| {
+                        problem(
+                            format!(
+                                "the snapshot is at seq {} committed {}, but the journal's event \
+                             there was committed {at}",
+                                body.seq(),
+                                body.at()
+                            ),
+                            20,
+                        )
+                    }),
+            },
+        };
+        let usable = found.is_none();
+        if let Some(problem) = found {
+            report.problems.push(problem);
+        }
+        report.snapshots.push(SnapshotCheck {
+            seq: info.seq,
+            continues_journal: first.is_none_or(|f| info.seq.saturating_add(1) >= f),
+            path: info.path,
+            usable,
+        });
+    }
+    if let Some(first) = first.filter(|&f| f > 1)
+        && !report
+            .snapshots
+            .iter()
+            .any(|s| s.usable && s.continues_journal)
+    {
+        report.problems.push(Problem {
+            kind: ProblemKind::NoContinuingSnapshot,
+            segment: crate::snapshot::snapshots_dir(dir),
+            offset: 0,
+            seq: Some(first - 1),
+            detail: format!(
+                "the journal starts at seq {first} and no usable snapshot is at seq {} or \
+                 later: the events before seq {first} are lost and the store cannot reach its \
+                 head",
+                first - 1
+            ),
+            damaged_bytes: 0,
+            affected_torrents: Vec::new(),
+        });
+    }
+    Ok(())
+}
+
+/// The commit time of the journal's event `seq`, if a segment still holds it intact.
+fn own_event_at(storage: &dyn Storage, segments: &[SegmentInfo], seq: u64) -> Option<Timestamp> {
+    let info = segments.iter().rev().find(|s| s.first_seq <= seq)?;
+    let bytes = storage.read_file(&info.path).ok()?;
+    Scan::new(&bytes, info.first_seq)
+        .find(|found| found.frame.seq == seq)
+        .map(|found| Timestamp::from_unix_nanos(found.frame.at_unix_nanos))
 }
 
 /// What [`walk`] reports to.

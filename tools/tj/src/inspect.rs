@@ -146,6 +146,7 @@ pub fn verify(args: VerifyArgs, quiet: bool) -> CmdResult {
         },
     )?;
     bar.finish_and_clear();
+    journal::verify::check_snapshots(&RealStorage, &args.dir, &mut report)?;
     if args.json {
         crate::emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
     } else if !quiet {
@@ -209,8 +210,26 @@ fn print_report(dir: &std::path::Path, report: &VerifyReport) -> anyhow::Result<
             )?;
         }
     }
+    for snapshot in &report.snapshots {
+        let verdict = match (snapshot.usable, snapshot.continues_journal) {
+            (false, _) => "DAMAGED (see above)",
+            (true, true) => "ok, the journal continues it",
+            (true, false) => "ok, restores its own seq only (the journal after it was compacted)",
+        };
+        writeln!(
+            text,
+            "snapshot seq {} ({}): {verdict}",
+            snapshot.seq,
+            snapshot.path.display()
+        )?;
+    }
     if report.is_clean() {
-        writeln!(text, "ok: every frame verified")?;
+        let snapshots = if report.snapshots.is_empty() {
+            String::new()
+        } else {
+            format!(" and {} snapshot(s)", report.snapshots.len())
+        };
+        writeln!(text, "ok: every frame verified{snapshots}")?;
     } else if !report.has_damage() {
         writeln!(text, "ok: every acknowledged frame verified")?;
     } else {

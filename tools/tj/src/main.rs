@@ -71,11 +71,18 @@ enum Command {
     /// segment being written. The active segment of a closed journal (no writer holds its
     /// lock) is sealed first, so its events can be covered too.
     ///
+    /// Two generations: segments are removed only up to the previous snapshot (the one
+    /// this run started from; it is always kept), never up to the one just written. So no
+    /// single file is the only copy of anything: if the newest snapshot is damaged, the
+    /// previous one plus the journal after it still reach the head. A first compaction
+    /// therefore writes a snapshot and removes nothing; the next one removes what it covers.
+    ///
     /// Why it is safe: segments are deleted (or moved to `--archive`) only after the covering
     /// snapshot is durable (written to a temporary file, fsynced, renamed, directory
-    /// fsynced), oldest first, so a crash at any point leaves a store that opens to the same
-    /// state. A run with nothing to remove writes no snapshot. Safe while a client writes:
-    /// compaction never takes the writer's lock and never touches its active segment.
+    /// fsynced) and the new one reads back whole, oldest first, so a crash at any point leaves
+    /// a store that opens to the same state. A run with nothing to remove writes no snapshot.
+    /// Safe while a client writes: compaction never takes the writer's lock and never
+    /// touches its active segment.
     #[command(verbatim_doc_comment)]
     Compact(timetravel::CompactArgs),
     /// Restore a removed torrent from its last state (appends an event).
@@ -101,13 +108,24 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
                 | torrent_journal::Error::SequenceBreak { .. }
                 | torrent_journal::Error::Decode { .. }
                 | torrent_journal::Error::CorruptSnapshot { .. }
-                | torrent_journal::Error::ProjectionDamaged { .. },
+                | torrent_journal::Error::ProjectionDamaged { .. }
+                // Nothing at all is restorable: the journal starts after seq 1 and no usable
+                // snapshot continues it (damaged or missing), so the store cannot reach its head.
+                | torrent_journal::Error::NotRestorable {
+                    earliest_seq: None,
+                    ..
+                },
             ) => 1,
             Some(
                 torrent_journal::Error::InvalidArgument(_)
                 | torrent_journal::Error::InvalidInfoHash { .. }
                 | torrent_journal::Error::SeqNotRetained { .. }
-                | torrent_journal::Error::NotRestorable { .. },
+                // A point before the earliest restorable one: the history asked for is not
+                // retained.
+                | torrent_journal::Error::NotRestorable {
+                    earliest_seq: Some(_),
+                    ..
+                },
             ) => 2,
             _ => 3,
         };

@@ -233,6 +233,7 @@ pub fn compact(args: CompactArgs, quiet: bool) -> CmdResult {
         "snapshot_seq": report.snapshot_seq,
         "snapshot": report.snapshot_path,
         "snapshot_written": report.snapshot_written,
+        "previous_snapshot_seq": report.previous_snapshot_seq,
         "tombstones": report.tombstones,
         "segments_removed": report.segments_removed.len(),
         "segments_archived": report.segments_archived.len(),
@@ -249,8 +250,15 @@ pub fn compact(args: CompactArgs, quiet: bool) -> CmdResult {
             .map_or("nothing to compact".to_owned(), |s| {
                 format!("snapshot at seq {s}")
             });
+        let kept = match report.previous_snapshot_seq {
+            Some(0) => "; the journal is kept from seq 1 (the next compaction removes what \
+                        this snapshot covers)"
+                .to_owned(),
+            Some(p) => format!("; the journal is kept from the previous snapshot, seq {p}"),
+            None => String::new(),
+        };
         emit(&format!(
-            "compacted {}: {at}, {} segments removed ({} archived), {} -> {} bytes\n",
+            "compacted {}: {at}, {} segments removed ({} archived), {} -> {} bytes{kept}\n",
             args.dir.display(),
             report.segments_removed.len(),
             report.segments_archived.len(),

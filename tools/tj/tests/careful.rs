@@ -4,7 +4,8 @@
 //! silently); `restore` refuses an existing target (exit 2, target untouched) unless
 //! `--force`; bad numbers and durations are usage errors naming the flag, never a panic, while
 //! `--retain "1d 12h"` works; `compact` seals the one active segment of a closed journal so it
-//! can be removed (into an `--archive` directory it creates), writes no snapshot when nothing
+//! can be removed (into an `--archive` directory it creates) — by the compaction after the
+//! one whose snapshot covers it (two generations) —, writes no snapshot when nothing
 //! is removable (counted over repeated runs), keeps export and the retained window intact, and
 //! its `--help` says what is kept and why. Runs the real binary (`CARGO_BIN_EXE_tj`) in temporary
 //! directories.
@@ -418,22 +419,26 @@ fn compact_seals_a_single_segment_removes_it_and_never_adds_empty_snapshots() {
     let after_demo = run(&["export", ds, "-q"], 0).0;
     let archive = tmp.path().join("archive/nested");
     let archive_arg = archive.to_str().unwrap();
-    let report = json(
-        &run(
-            &[
-                "compact",
-                ds,
-                "--retain-events",
-                "500",
-                "--archive",
-                archive_arg,
-                "--json",
-            ],
-            0,
-        )
-        .0,
-    );
+    let compact_archiving = |retain: &str| {
+        let args = [
+            "compact",
+            ds,
+            "--retain-events",
+            retain,
+            "--archive",
+            archive_arg,
+            "--json",
+        ];
+        json(&run(&args, 0).0)
+    };
+    // The first snapshot has no previous generation: the old segment stays for now.
+    let report = compact_archiving("600");
+    assert_eq!(report["snapshot_seq"], 2400, "{report}");
+    assert_eq!(report["segments_removed"], 0, "{report}");
+    // The next one removes what the first snapshot covers.
+    let report = compact_archiving("500");
     assert_eq!(report["snapshot_seq"], 2500, "{report}");
+    assert_eq!(report["previous_snapshot_seq"], 2400, "{report}");
     assert_eq!(report["segments_removed"], 1, "{report}");
     assert_eq!(report["segments_archived"], 1, "{report}");
     assert_eq!(
@@ -441,7 +446,7 @@ fn compact_seals_a_single_segment_removes_it_and_never_adds_empty_snapshots() {
         1,
         "archived into the created directory"
     );
-    assert_eq!(count(&snapshots, ".snap"), 1);
+    assert_eq!(count(&snapshots, ".snap"), 2);
     let stats = json(&run(&["stats", ds, "--json"], 0).0);
     assert_eq!(stats["first_seq"], 2001, "{stats}");
     assert_eq!(stats["last_seq"], 3000, "{stats}");
@@ -480,20 +485,31 @@ fn compact_seals_a_single_segment_removes_it_and_never_adds_empty_snapshots() {
         assert_eq!(report["snapshot_written"], false, "{report}");
         assert_eq!(report["segments_removed"], 0, "{report}");
     }
-    assert_eq!(count(&snapshots, ".snap"), 1, "no snapshot per no-op run");
+    assert_eq!(count(&snapshots, ".snap"), 2, "no snapshot per no-op run");
 
-    // Everything retained is removed by compacting to the head; the store reopens and
-    // continues its seqs.
+    // Compacting to the head keeps the journal back to the previous snapshot (seq 2500, inside
+    // the retained segment); the store reopens and continues its seqs; once a later snapshot
+    // exists, the next compaction to the head removes everything the one at seq 3000 covers.
     let report = json(&run(&["compact", ds, "--json"], 0).0);
     assert_eq!(report["snapshot_seq"], 3000, "{report}");
-    assert!(
-        report["segments_removed"].as_u64().unwrap() >= 1,
-        "{report}"
-    );
+    assert_eq!(report["previous_snapshot_seq"], 2500, "{report}");
+    assert_eq!(report["segments_removed"], 0, "{report}");
     assert_eq!(run(&["export", ds, "-q"], 0).0, after_demo);
     run(&["verify", ds, "-q"], 0);
     let more = json(&run(&["demo", "--dir", ds, "--events", "10", "--json", "-q"], 0).0);
     assert_eq!(more["first_seq"], 3001);
+    let after_more = run(&["export", ds, "-q"], 0).0;
+    let report = json(&run(&["compact", ds, "--json"], 0).0);
+    assert_eq!(report["snapshot_seq"], 3010, "{report}");
+    assert_eq!(report["previous_snapshot_seq"], 3000, "{report}");
+    assert!(
+        report["segments_removed"].as_u64().unwrap() >= 1,
+        "{report}"
+    );
+    let stats = json(&run(&["stats", ds, "--json"], 0).0);
+    assert_eq!(stats["first_seq"], 3001, "{stats}");
+    assert_eq!(run(&["export", ds, "-q"], 0).0, after_more);
+    run(&["verify", ds, "-q"], 0);
 }
 
 #[test]
@@ -505,6 +521,7 @@ fn compact_help_says_what_is_kept_and_why() {
         "--retain",
         "snapshot",
         "one older snapshot",
+        "previous snapshot",
         "only after the covering",
         "durable",
         "nothing to remove writes no snapshot",

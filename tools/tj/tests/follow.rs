@@ -299,20 +299,28 @@ fn a_replica_process_follows_100k_events_across_rotations_and_a_compaction() {
     let started = Instant::now();
     let report = runtime.block_on(async {
         let writer = append(&store, 1..=EVENTS, 32);
+        // Two compactions: the first writes the previous generation, the second removes the
+        // segments it covers.
         let compactor = async {
-            while store.last_seq() < EVENTS / 2 {
-                tokio::time::sleep(Duration::from_millis(5)).await;
+            let mut report = None;
+            for at in [EVENTS / 4, EVENTS / 2] {
+                while store.last_seq() < at {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                let dir = dir.clone();
+                report = Some(
+                    tokio::task::spawn_blocking(move || {
+                        let options = CompactOptions {
+                            retain: Retention::Events(1000),
+                            ..CompactOptions::default()
+                        };
+                        compaction::compact(Arc::new(RealStorage), &dir, &options).unwrap()
+                    })
+                    .await
+                    .unwrap(),
+                );
             }
-            let dir = dir.clone();
-            tokio::task::spawn_blocking(move || {
-                let options = CompactOptions {
-                    retain: Retention::Events(1000),
-                    ..CompactOptions::default()
-                };
-                compaction::compact(Arc::new(RealStorage), &dir, &options).unwrap()
-            })
-            .await
-            .unwrap()
+            report.unwrap()
         };
         let ((), report) = tokio::join!(writer, compactor);
         store.flush_projections().await.unwrap();
@@ -427,11 +435,16 @@ fn following_a_compacted_journal_starts_from_its_snapshot() {
     let store = runtime.block_on(open_store(&dir));
     // Big enough for a few segments, so compaction has sealed ones to remove.
     runtime.block_on(append(&store, 1..=12_000, 8));
-    let options = CompactOptions {
-        retain: Retention::Events(100),
-        ..CompactOptions::default()
+    // Two compactions: the second removes what the first one's snapshot covers.
+    let compact = |n| {
+        let options = CompactOptions {
+            retain: Retention::Events(n),
+            ..CompactOptions::default()
+        };
+        compaction::compact(Arc::new(RealStorage), &dir, &options).unwrap()
     };
-    let report = compaction::compact(Arc::new(RealStorage), &dir, &options).unwrap();
+    assert!(compact(6_000).segments_removed.is_empty());
+    let report = compact(100);
     assert_eq!(report.snapshot_seq, Some(11_900));
     assert!(!report.segments_removed.is_empty());
     let first_retained = torrent_journal::JournalReader::open(&dir)
@@ -441,7 +454,15 @@ fn following_a_compacted_journal_starts_from_its_snapshot() {
         .first_seq;
 
     let output = tj()
-        .args(["tail", arg(&dir), "--follow", "--exit-at-seq", "12000"])
+        .args([
+            "tail",
+            arg(&dir),
+            "--follow",
+            "--from",
+            "1",
+            "--exit-at-seq",
+            "12000",
+        ])
         .output()
         .unwrap();
     assert!(output.status.success(), "{output:?}");

@@ -78,11 +78,20 @@ fn compact_export_restore_history_undelete() {
     let journal = d.join("journal");
     let bytes_before = dir_bytes(&journal);
 
+    // The first compaction has no previous generation: it writes a snapshot, removes nothing.
+    let report = json(&tj_expect(
+        &["compact", ds, "--retain-events", "2000", "--json", "-q"],
+        0,
+    ));
+    assert_eq!(report["snapshot_seq"], 1000);
+    assert_eq!(report["segments_removed"], 0, "{report}");
+    // The second removes what the first snapshot covers.
     let report = json(&tj_expect(
         &["compact", ds, "--retain-events", "1000", "--json", "-q"],
         0,
     ));
     assert_eq!(report["snapshot_seq"], 2000);
+    assert_eq!(report["previous_snapshot_seq"], 1000);
     assert!(report["segments_removed"].as_u64().unwrap() > 0, "{report}");
     assert!(
         dir_bytes(&journal) < bytes_before,
@@ -99,10 +108,15 @@ fn compact_export_restore_history_undelete() {
     );
 
     // Before the retained window: a usage error that names the earliest restorable seq.
-    let output = tj(&["export", ds, "--at", "1500", "-q"]);
+    // (The previous generation, seq 1000, is the earliest restorable point.)
+    assert_eq!(
+        json(&tj_expect(&["export", ds, "--at", "1500", "-q"], 0))["seq"],
+        1500
+    );
+    let output = tj(&["export", ds, "--at", "500", "-q"]);
     assert_eq!(output.status.code(), Some(2));
     let message = String::from_utf8_lossy(&output.stderr);
-    assert!(message.contains("seq 2000"), "{message}");
+    assert!(message.contains("seq 1000"), "{message}");
 
     // Restore as of a seq into a new SQLite file; the live one is refused.
     let restored = tmp.path().join("at2500.db");
