@@ -10,13 +10,13 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// An operating-system I/O call failed.
-    #[error("{op} {path}: {source}")]
+    /// An operating-system I/O call failed. The OS error is part of the message and not also
+    /// returned by `source()`, so an error chain (`{:#}`, anyhow) says it once.
+    #[error("{op} {path}: {cause}")]
     Io {
         op: &'static str,
         path: PathBuf,
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
 
     /// Another writer holds the journal's lock.
@@ -164,10 +164,10 @@ pub(crate) trait IoContext<T> {
 
 impl<T> IoContext<T> for io::Result<T> {
     fn ctx(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T> {
-        self.map_err(|source| Error::Io {
+        self.map_err(|cause| Error::Io {
             op,
             path: path.into(),
-            source,
+            cause,
         })
     }
 }

@@ -302,7 +302,11 @@ fn a_read_only_directory_is_an_io_error_naming_the_path() {
     if permission_bits_apply {
         let err = result.unwrap_err();
         match &err {
-            Error::Io { path, source, .. } => {
+            Error::Io {
+                path,
+                cause: source,
+                ..
+            } => {
                 assert_eq!(source.kind(), std::io::ErrorKind::PermissionDenied);
                 assert!(path.starts_with(&ro), "{err}");
             }

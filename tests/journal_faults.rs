@@ -96,7 +96,19 @@ fn fault_on_fourth_append(op: OpKind, kind: FaultKind, ops_before: u64) -> (SimS
 fn assert_failed_then_poisoned(journal: &Journal, op_name: &str, errno: i32) {
     let expected = std::io::Error::from_raw_os_error(errno);
     match journal.append(&small_event(4)) {
-        Err(Error::Io { op, source, .. }) => {
+        Err(err @ Error::Io { .. }) => {
+            // The OS error is said once: in the message, not again as the error's source
+            // (an error chain printed by `tj` would repeat it).
+            let message = err.to_string();
+            let said = message.matches(&format!("os error {errno}")).count();
+            assert_eq!(said, 1, "{message}");
+            assert!(std::error::Error::source(&err).is_none(), "{message}");
+            let Error::Io {
+                op, cause: source, ..
+            } = err
+            else {
+                unreachable!()
+            };
             assert_eq!(op, op_name);
             assert_eq!(source.kind(), expected.kind(), "{source}");
             assert!(

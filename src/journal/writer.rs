@@ -460,11 +460,11 @@ pub(crate) fn create_segment(
 /// A copy of an error for each appender of a failed batch.
 fn replicate(err: &Error) -> Error {
     match err {
-        Error::Io { op, path, source } => Error::Io {
+        Error::Io { op, path, cause } => Error::Io {
             op,
             path: path.clone(),
-            source: source.raw_os_error().map_or_else(
-                || std::io::Error::new(source.kind(), source.to_string()),
+            cause: cause.raw_os_error().map_or_else(
+                || std::io::Error::new(cause.kind(), cause.to_string()),
                 std::io::Error::from_raw_os_error,
             ),
         },

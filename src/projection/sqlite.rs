@@ -1166,7 +1166,7 @@ fn sql_error<'a>(op: &'static str, path: &'a Path) -> impl Fn(rusqlite::Error) -
         Error::Io {
             op,
             path: path.to_path_buf(),
-            source: std::io::Error::new(kind, e),
+            cause: std::io::Error::new(kind, e),
         }
     }
 }
