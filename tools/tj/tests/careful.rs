@@ -10,39 +10,12 @@
 //! its `--help` says what is kept and why. Runs the real binary (`CARGO_BIN_EXE_tj`) in temporary
 //! directories.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
+use common::*;
 use serde_json::Value;
-
-fn tj(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tj"))
-        .args(args)
-        .env_remove("TJ_LOG")
-        .output()
-        .expect("run tj")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Runs `tj`, asserts the exit code, and returns (stdout, stderr).
-fn run(args: &[&str], code: i32) -> (String, String) {
-    let output = tj(args);
-    let (out, err) = (text(&output.stdout), text(&output.stderr));
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "tj {}\nstdout:\n{out}\nstderr:\n{err}",
-        args.join(" ")
-    );
-    (out, err)
-}
-
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
-}
 
 /// A demo store with `torrents` torrents and `events` events, one segment.
 fn demo(dir: &Path, torrents: &str, events: &str) {
@@ -328,7 +301,7 @@ fn bad_numbers_and_durations_are_usage_errors_naming_the_flag() {
     ];
     for (args, flag) in &cases {
         let output = tj(args);
-        let err = text(&output.stderr);
+        let err = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{args:?}: {err}");
         assert!(
             err.contains(flag),

@@ -12,43 +12,16 @@
 //! The reference for a point inside the history is built independently of restore: a SQLite
 //! projection that applied the journal's events 1..=SEQ one batch at a time (the live path).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
+use common::*;
 use rusqlite::types::Value as Sql;
 use serde_json::Value;
 use torrent_journal::JournalReader;
 use torrent_journal::projection::{Projection, SqliteOptions, SqliteProjection};
-
-fn tj(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tj"))
-        .args(args)
-        .env_remove("TJ_LOG")
-        .output()
-        .expect("run tj")
-}
-
-fn tj_ok(args: &[&str]) -> String {
-    let output = tj(args);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "tj {}\nstdout:\n{}\nstderr:\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
-}
-
-fn arg(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
 
 /// Every row of every table: table → rows (ordered by primary key; metrics by info hash, id,
 /// without the id, with their durations joined), each row as (column, value) pairs.

@@ -7,38 +7,11 @@
 //! (all deleted), `tj export` is damage: exit 1, not a usage error; a point before the retained
 //! history stays a usage error (2).
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
 
-use serde_json::Value;
-
-fn tj(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tj"))
-        .args(args)
-        .env_remove("TJ_LOG")
-        .output()
-        .expect("run tj")
-}
-
-/// Runs tj, asserts the exit code, returns (stdout, stderr).
-fn run(args: &[&str], code: i32) -> (String, String) {
-    let output = tj(args);
-    let (out, err) = (
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    );
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "tj {}\nstdout:\n{out}\nstderr:\n{err}",
-        args.join(" ")
-    );
-    (out, err)
-}
-
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
-}
+use common::*;
 
 fn snapshots(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut paths: Vec<_> = std::fs::read_dir(dir.join("snapshots"))

@@ -6,35 +6,12 @@
 //! removed torrent; `tj demo` leaves a SQLite database `sqlite3`-style queries can read; hostile
 //! input (a path-like info hash, a store that is a file) is a usage error that writes nothing.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
 
+use common::*;
 use serde_json::Value;
-
-fn tj(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tj"))
-        .args(args)
-        .env_remove("TJ_LOG")
-        .output()
-        .expect("run tj")
-}
-
-fn tj_expect(args: &[&str], code: i32) -> String {
-    let output = tj(args);
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "tj {}\nstdout:\n{}\nstderr:\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
-}
 
 fn dir_bytes(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
