@@ -30,7 +30,7 @@ fn hash(n: u64) -> InfoHash {
 }
 
 fn event(n: u64) -> Event {
-    if n % 37 == 0 {
+    if n.is_multiple_of(37) {
         return Event::TorrentDeleted { info_hash: hash(n) };
     }
     let torrent = TorrentState::sample(

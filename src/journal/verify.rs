@@ -4,10 +4,11 @@
 //! damage it resynchronizes on the next valid frame and keeps going, so one report lists every
 //! damaged region with its segment, byte offset and seq.
 //!
-//! It needs no lock, but against a live writer the last segment's bytes past the published
+//! It needs no lock. Against a live writer the last segment's bytes past the published
 //! durable position may be a write in progress (the writer overwrites preallocated zeros in
-//! place), and may be reported as a torn tail or a damaged frame; verify a closed journal for a
-//! verdict.
+//! place): while they show damage they are read again (with the durable position first), so a
+//! write in progress is not reported; damage that stays is. Segments and snapshots a concurrent
+//! compaction removes during the walk are skipped, not reported.
 
 use std::path::{Path, PathBuf};
 
@@ -126,6 +127,26 @@ pub fn verify(storage: &dyn Storage, dir: &Path) -> Result<VerifyReport> {
 /// continue it. Problems are added to `report.problems`; `Err` only when a directory cannot be
 /// listed.
 pub fn check_snapshots(storage: &dyn Storage, dir: &Path, report: &mut VerifyReport) -> Result<()> {
+    // A snapshot removed by a concurrent compaction during the check means the layout moved
+    // under it (the journal's start too, perhaps past what the remaining ones continue): check
+    // again from a fresh listing.
+    for _ in 0..8 {
+        let mut attempt = report.clone();
+        if check_snapshots_once(storage, dir, &mut attempt)? {
+            *report = attempt;
+            return Ok(());
+        }
+    }
+    check_snapshots_once(storage, dir, report).map(drop)
+}
+
+/// [`check_snapshots`] once; `Ok(false)` when a listed snapshot vanished meanwhile.
+fn check_snapshots_once(
+    storage: &dyn Storage,
+    dir: &Path,
+    report: &mut VerifyReport,
+) -> Result<bool> {
+    let mut settled = true;
     let segments = recovery::list_segments(storage, &super::journal_dir(dir))?;
     let first = segments.first().map(|s| s.first_seq);
     for info in crate::snapshot::list_snapshots(storage, dir)? {
@@ -143,6 +164,7 @@ pub fn check_snapshots(storage: &dyn Storage, dir: &Path, report: &mut VerifyRep
             Err(err)
                 if crate::history::compacted_meanwhile(&err) && !storage.exists(&info.path) =>
             {
+                settled = false;
                 continue;
             }
             Err(err) => {
@@ -207,7 +229,7 @@ pub fn check_snapshots(storage: &dyn Storage, dir: &Path, report: &mut VerifyRep
             affected_torrents: Vec::new(),
         });
     }
-    Ok(())
+    Ok(settled)
 }
 
 /// The commit time of the journal's event `seq`, if a segment still holds it intact.
