@@ -139,8 +139,10 @@ pub fn state_at_with_archive(
     archive: Option<&Path>,
     target: Target,
 ) -> Result<PointInTime> {
-    let sources = Sources::open(storage, dir.as_ref(), archive)?;
-    let materialized = materialize(&sources, target, BaseOrder::Newest, None)?;
+    let materialized = retry_if_compacted(|| {
+        let sources = Sources::open(Arc::clone(&storage), dir.as_ref(), archive)?;
+        materialize(&sources, target, BaseOrder::Newest, None)
+    })?;
     let state = materialized.state;
     Ok(PointInTime {
         seq: state.last_seq,
@@ -164,16 +166,53 @@ pub fn earliest_restorable(
 }
 
 /// Every retained event touching `info_hash` (per [`Event::info_hashes`]), in seq order.
+/// When a concurrent compaction removes the journal's beginning meanwhile, it reads again from
+/// the new first retained event.
 pub fn torrent_history(reader: &JournalReader, info_hash: &InfoHash) -> Result<Vec<Envelope>> {
-    let first = reader.segments()?.first().map_or(1, |s| s.first_seq);
-    let mut out = Vec::new();
-    for envelope in reader.events(first)? {
-        let envelope = envelope?;
-        if envelope.event.info_hashes().contains(info_hash) {
-            out.push(envelope);
+    retry_if_compacted(|| {
+        let first = reader.first_retained_seq()?;
+        let mut out = Vec::new();
+        for envelope in reader.events(first)? {
+            let envelope = envelope?;
+            if envelope.event.info_hashes().contains(info_hash) {
+                out.push(envelope);
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// How often a read is planned again when a concurrent compaction keeps moving the journal's
+/// start under it (each compaction removes segments once, so a second plan almost always
+/// succeeds).
+const COMPACTED_RETRIES: usize = 8;
+
+/// Whether `err` says a concurrent compaction moved the journal's start while it was read: a
+/// segment or snapshot listed a moment ago is gone ([`Error::Io`] `NotFound`), or a seq the
+/// plan needed is no longer retained ([`Error::SeqNotRetained`]; the reader returns it for a
+/// segment that vanished while the journal now starts after it).
+pub fn compacted_meanwhile(err: &Error) -> bool {
+    match err {
+        Error::SeqNotRetained { .. } => true,
+        Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+        _ => false,
+    }
+}
+
+/// Runs `read` (which must plan from the layout it lists itself) again when a concurrent
+/// compaction moved the journal's start under it, up to [`COMPACTED_RETRIES`] times; then
+/// returns its last error, which names what is no longer retained.
+pub fn retry_if_compacted<T>(mut read: impl FnMut() -> Result<T>) -> Result<T> {
+    let mut retries = 0;
+    loop {
+        match read() {
+            Err(err) if compacted_meanwhile(&err) && retries < COMPACTED_RETRIES => {
+                retries += 1;
+                debug!(error = %err, retries, "compaction moved the journal's start; planning again");
+            }
+            other => return other,
         }
     }
-    Ok(out)
 }
 
 /// The torrent an event removes, for removal events (`torrent-removed`, `TorrentDeleted`).
@@ -196,7 +235,15 @@ pub fn find_tombstone(
     dir: impl AsRef<Path>,
     info_hash: &InfoHash,
 ) -> Result<Option<Tombstone>> {
-    let sources = Sources::open(storage, dir.as_ref(), None)?;
+    retry_if_compacted(|| find_tombstone_once(Arc::clone(&storage), dir.as_ref(), info_hash))
+}
+
+fn find_tombstone_once(
+    storage: Arc<dyn Storage>,
+    dir: &Path,
+    info_hash: &InfoHash,
+) -> Result<Option<Tombstone>> {
+    let sources = Sources::open(storage, dir, None)?;
     let mut found: Option<Tombstone> = None;
     let mut observe = |state: &State, envelope: &Envelope| {
         if removed_torrent(&envelope.event) == Some(*info_hash)
@@ -306,6 +353,14 @@ impl Sources {
             .first()
             .or(self.live.first())
             .map(|s| s.first_seq)
+    }
+
+    /// The live journal's first seq now, when it differs from the listing `open` made (a
+    /// concurrent compaction removed segments since).
+    fn moved(&self) -> Result<Option<u64>> {
+        let now = self.reader.segments()?.first().map(|s| s.first_seq);
+        let then = self.live.first().map(|s| s.first_seq);
+        Ok(now.filter(|&now| Some(now) != then))
     }
 
     /// The last event of the live journal: its seq and commit time.
@@ -452,6 +507,10 @@ impl Catalog {
             match snapshot::read_header(storage, &info.path) {
                 Ok(header) => catalog.snapshots.push((info, header)),
                 Err(err @ Error::UnsupportedVersion { .. }) => return Err(err),
+                // Removed by a concurrent compaction since the listing: not damage.
+                Err(err) if compacted_meanwhile(&err) => {
+                    debug!(snapshot = %info.path.display(), "a snapshot was removed meanwhile");
+                }
                 Err(err) => catalog.mark_damaged(&info, &err.to_string()),
             }
         }
@@ -555,6 +614,8 @@ pub(crate) fn materialize(
         let body = match snapshot::read_snapshot(storage, &info.path) {
             Ok(body) => body,
             Err(err @ Error::UnsupportedVersion { .. }) => return Err(err),
+            // Removed by a concurrent compaction: the caller plans again from the new layout.
+            Err(err) if compacted_meanwhile(&err) => return Err(err),
             Err(err) => {
                 catalog.mark_damaged(&info, &err.to_string());
                 continue;
@@ -592,6 +653,14 @@ pub(crate) fn materialize(
             base: Some(info),
             base_tombstones: body.tombstones,
             last_segment,
+        });
+    }
+    if let Some(earliest) = sources.moved()? {
+        // A concurrent compaction removed the journal's beginning (and perhaps the snapshots
+        // this plan needed) after `sources` listed it: say so, so the caller plans again.
+        return Err(Error::SeqNotRetained {
+            requested: first.unwrap_or(1),
+            earliest,
         });
     }
     Err(not_restorable(

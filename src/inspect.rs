@@ -25,7 +25,12 @@ pub struct JournalStats {
 }
 
 /// Reads every event once and summarizes the journal.
+/// When a concurrent compaction removes segments meanwhile, it reads again from the new layout.
 pub fn stats(reader: &JournalReader) -> Result<JournalStats> {
+    crate::history::retry_if_compacted(|| stats_once(reader))
+}
+
+fn stats_once(reader: &JournalReader) -> Result<JournalStats> {
     let segments = reader.segments()?;
     let mut stats = JournalStats {
         segments: segments.len(),

@@ -167,6 +167,10 @@ struct Loaded {
     bytes: Vec<u8>,
     pos: usize,
     expected_seq: u64,
+    /// The durable position read just before `bytes`: every frame up to it is complete in
+    /// them; damage past it in the last segment may be a write in progress.
+    /// `None`: no writer published one.
+    durable_seq: Option<u64>,
 }
 
 /// Iterator over frames; see [`JournalReader::frames`].
@@ -197,7 +201,13 @@ impl Frames {
             });
         }
         let is_last = self.index + 1 == self.segments.len();
+        // Before the bytes: a write that becomes durable after this read was already complete
+        // in them, so only a write still in progress can be judged by this position.
+        let durable_seq = super::durable::read(&*self.storage, &self.store_dir)?.map(|p| p.seq);
         let bytes = match recovery::read_segment(&*self.storage, info) {
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Err(self.vanished(info.first_seq));
+            }
             // A last segment cut while being created holds no frame yet; the next writer
             // recovers it. Read it as empty rather than as damage.
             Err(Error::Corrupt { .. })
@@ -218,8 +228,48 @@ impl Frames {
             bytes,
             pos: SEGMENT_HEADER_BYTES,
             expected_seq: info.first_seq,
+            durable_seq,
         });
         Ok(())
+    }
+
+    /// The error for a listed segment (starting at `first_seq`) that is gone when read. When the
+    /// journal now starts after it, a concurrent compaction removed it (a snapshot holds its
+    /// events): [`Error::SeqNotRetained`] names the next seq this iteration needed, so callers
+    /// can re-plan from the new layout. Otherwise the segment is missing: damage.
+    fn vanished(&self, first_seq: u64) -> Error {
+        let needed = self
+            .current
+            .as_ref()
+            .map_or(self.from_seq.max(first_seq), |c| c.expected_seq);
+        let journal_dir = super::journal_dir(&self.store_dir);
+        let now_first = recovery::list_segments(&*self.storage, &journal_dir)
+            .ok()
+            .and_then(|segments| segments.first().map(|s| s.first_seq));
+        match now_first {
+            Some(earliest) if earliest > first_seq => {
+                tracing::debug!(
+                    needed,
+                    earliest,
+                    "a concurrent compaction removed a segment being read"
+                );
+                Error::SeqNotRetained {
+                    requested: needed,
+                    earliest,
+                }
+            }
+            _ => {
+                let path = self.segments[self.index].path.clone();
+                Error::Corrupt {
+                    segment: path,
+                    offset: 0,
+                    seq: Some(first_seq),
+                    reason: "the segment was listed but is gone, and the journal still starts \
+                             before it"
+                        .into(),
+                }
+            }
+        }
     }
 
     /// The next frame of the loaded segment, `Ok(None)` at its end.
@@ -240,12 +290,14 @@ impl Frames {
                 offset: found.offset as u64,
             }));
         }
-        let stop = scan.stop().cloned().expect("a finished scan has a stop");
+        let Some(stop) = scan.stop().cloned() else {
+            return Ok(None);
+        };
         let last_seq = loaded.expected_seq - 1;
         let next_seq = loaded.expected_seq;
         match recovery::judge(&loaded.path, &loaded.bytes, &stop, is_last, last_seq) {
             Ok(Ending::Clean { .. } | Ending::TornTail { .. }) => Ok(None),
-            Err(err) if is_last && self.not_yet_durable(next_seq)? => {
+            Err(err) if is_last && loaded.durable_seq.is_some_and(|d| d < next_seq) => {
                 // The writer overwrites a preallocated segment's zeros in place; a read racing
                 // that copy can see a later frame before an earlier one is complete. Past the
                 // published durable position that is a write in progress, not damage.
@@ -254,12 +306,6 @@ impl Frames {
             }
             Err(err) => Err(err),
         }
-    }
-
-    /// Whether a writer has published a durable position below `seq`.
-    fn not_yet_durable(&self, seq: u64) -> Result<bool> {
-        let position = super::durable::read(&*self.storage, &self.store_dir)?;
-        Ok(position.is_some_and(|p| p.seq < seq))
     }
 
     fn advance(&mut self) -> Result<Option<RawFrame>> {

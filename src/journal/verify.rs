@@ -4,10 +4,11 @@
 //! damage it resynchronizes on the next valid frame and keeps going, so one report lists every
 //! damaged region with its segment, byte offset and seq.
 //!
-//! It needs no lock, but against a live writer the last segment's bytes past the published
+//! It needs no lock. Against a live writer the last segment's bytes past the published
 //! durable position may be a write in progress (the writer overwrites preallocated zeros in
-//! place), and may be reported as a torn tail or a damaged frame; verify a closed journal for a
-//! verdict.
+//! place): while they show damage they are read again (with the durable position first), so a
+//! write in progress is not reported; damage that stays is. Segments and snapshots a concurrent
+//! compaction removes during the walk are skipped, not reported.
 
 use std::path::{Path, PathBuf};
 
@@ -126,6 +127,26 @@ pub fn verify(storage: &dyn Storage, dir: &Path) -> Result<VerifyReport> {
 /// continue it. Problems are added to `report.problems`; `Err` only when a directory cannot be
 /// listed.
 pub fn check_snapshots(storage: &dyn Storage, dir: &Path, report: &mut VerifyReport) -> Result<()> {
+    // A snapshot removed by a concurrent compaction during the check means the layout moved
+    // under it (the journal's start too, perhaps past what the remaining ones continue): check
+    // again from a fresh listing.
+    for _ in 0..8 {
+        let mut attempt = report.clone();
+        if check_snapshots_once(storage, dir, &mut attempt)? {
+            *report = attempt;
+            return Ok(());
+        }
+    }
+    check_snapshots_once(storage, dir, report).map(drop)
+}
+
+/// [`check_snapshots`] once; `Ok(false)` when a listed snapshot vanished meanwhile.
+fn check_snapshots_once(
+    storage: &dyn Storage,
+    dir: &Path,
+    report: &mut VerifyReport,
+) -> Result<bool> {
+    let mut settled = true;
     let segments = recovery::list_segments(storage, &super::journal_dir(dir))?;
     let first = segments.first().map(|s| s.first_seq);
     for info in crate::snapshot::list_snapshots(storage, dir)? {
@@ -139,6 +160,13 @@ pub fn check_snapshots(storage: &dyn Storage, dir: &Path, report: &mut VerifyRep
             affected_torrents: Vec::new(),
         };
         let found = match crate::snapshot::read_snapshot(storage, &info.path) {
+            // Removed by a concurrent compaction after the listing: not a problem.
+            Err(err)
+                if crate::history::compacted_meanwhile(&err) && !storage.exists(&info.path) =>
+            {
+                settled = false;
+                continue;
+            }
             Err(err) => {
                 let offset = match &err {
                     crate::Error::CorruptSnapshot { offset, .. } => *offset,
@@ -201,7 +229,7 @@ pub fn check_snapshots(storage: &dyn Storage, dir: &Path, report: &mut VerifyRep
             affected_torrents: Vec::new(),
         });
     }
-    Ok(())
+    Ok(settled)
 }
 
 /// The commit time of the journal's event `seq`, if a segment still holds it intact.
@@ -235,8 +263,42 @@ pub fn walk(storage: &dyn Storage, dir: &Path, visitor: &mut dyn Visitor) -> Res
     let mut expected_seq: Option<u64> = None;
     for (index, info) in segments.iter().enumerate() {
         let is_last = index + 1 == segments.len();
-        let tail = is_last.then_some(durable_seq);
-        expected_seq = walk_segment(storage, info, tail, expected_seq, visitor);
+        let read = if is_last {
+            read_last_segment(storage, &journal_dir, info, durable_seq)
+        } else {
+            storage
+                .read_file(&info.path)
+                .map(|bytes| (bytes, durable_seq))
+        };
+        let (bytes, tail_durable_seq) = match read {
+            Ok(read) => read,
+            Err(err)
+                if err.kind() == std::io::ErrorKind::NotFound
+                    && removed_by_compaction(storage, &journal_dir, info) =>
+            {
+                // A concurrent compaction removed it after the listing (a snapshot holds its
+                // events): not a problem; the walk goes on with the segments after it.
+                tracing::debug!(segment = %info.path.display(), "removed by a compaction meanwhile");
+                expected_seq = None;
+                continue;
+            }
+            Err(err) => {
+                let problem = Problem {
+                    kind: ProblemKind::Unreadable,
+                    segment: info.path.clone(),
+                    offset: 0,
+                    seq: None,
+                    detail: format!("cannot read: {err}"),
+                    damaged_bytes: 0,
+                    affected_torrents: Vec::new(),
+                };
+                visitor.problem(problem, &[]);
+                expected_seq = None;
+                continue;
+            }
+        };
+        let tail = is_last.then_some(tail_durable_seq);
+        expected_seq = walk_segment(info, &bytes, tail, expected_seq, visitor);
     }
     let next_seq = expected_seq
         .or(segments.first().map(|s| s.first_seq))
@@ -300,8 +362,8 @@ impl Visitor for VerifyReport {
 /// Walks one segment; returns the seq expected next. `durable_tail` is `Some(durable seq)` for
 /// the last segment: damage there with nothing valid after it is a torn tail only past it.
 fn walk_segment(
-    storage: &dyn Storage,
     info: &SegmentInfo,
+    bytes: &[u8],
     durable_tail: Option<u64>,
     expected_seq: Option<u64>,
     visitor: &mut dyn Visitor,
@@ -315,16 +377,8 @@ fn walk_segment(
         damaged_bytes: damaged.len() as u64,
         affected_torrents: affected_torrents(damaged),
     };
-    let bytes = match storage.read_file(&info.path) {
-        Ok(bytes) => bytes,
-        Err(err) => {
-            let detail = format!("cannot read: {err}");
-            visitor.problem(problem(ProblemKind::Unreadable, 0, None, detail, &[]), &[]);
-            return None;
-        }
-    };
     visitor.segment(info, bytes.len() as u64);
-    let header = match SegmentHeader::decode(&bytes) {
+    let header = match SegmentHeader::decode(bytes) {
         Ok(header) if header.first_seq == info.first_seq => header,
         Ok(header) => {
             let detail = format!(
@@ -338,12 +392,12 @@ fn walk_segment(
                 detail,
                 &[],
             );
-            visitor.problem(p, &bytes);
+            visitor.problem(p, bytes);
             return None;
         }
         Err(err) => {
             let p = problem(ProblemKind::BadHeader, 0, None, err.to_string(), &[]);
-            visitor.problem(p, &bytes);
+            visitor.problem(p, bytes);
             return None;
         }
     };
@@ -366,7 +420,7 @@ fn walk_segment(
     let mut pos = SEGMENT_HEADER_BYTES;
     let mut next_seq = header.first_seq;
     loop {
-        let mut scan = Scan::starting_at(&bytes, pos, next_seq);
+        let mut scan = Scan::starting_at(bytes, pos, next_seq);
         for found in scan.by_ref() {
             visitor.frame(info, found.offset, &found.frame);
         }
@@ -388,7 +442,7 @@ fn walk_segment(
             (pos, next_seq) = (offset, found);
             continue;
         }
-        let resync = segment::find_valid_frame_after(&bytes, offset + 1, next_seq - 1);
+        let resync = segment::find_valid_frame_after(bytes, offset + 1, next_seq - 1);
         let end = resync.unwrap_or(bytes.len());
         let torn = durable_tail.is_some_and(|durable_seq| next_seq > durable_seq);
         let kind = if resync.is_none() && torn {
@@ -408,6 +462,55 @@ fn walk_segment(
         pos = resync;
         next_seq = frame::peek_seq(&bytes[resync..]).unwrap_or(next_seq);
     }
+}
+
+/// How often the last segment is read again while it shows damage past the durable position.
+const LAST_SEGMENT_REREADS: u64 = 6;
+
+/// Reads the last segment, and the durable position that judges its tail. Beside a live writer,
+/// bytes past the durable position may be a write in progress (the writer overwrites
+/// preallocated zeros in place, and a read racing that copy can see a later part of it before
+/// an earlier one): while they show damage, the position and then the bytes are read again,
+/// a little later each time (≈ 100 ms in all). A write in progress is complete by then; damage
+/// that stays is reported.
+fn read_last_segment(
+    storage: &dyn Storage,
+    journal_dir: &Path,
+    info: &SegmentInfo,
+    mut durable_seq: u64,
+) -> std::io::Result<(Vec<u8>, u64)> {
+    let mut bytes = storage.read_file(&info.path)?;
+    for attempt in 1..=LAST_SEGMENT_REREADS {
+        if !damaged_past(&bytes, info.first_seq, durable_seq) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(3 * attempt));
+        if let Ok(Some(position)) = super::durable::read_in(storage, journal_dir) {
+            durable_seq = durable_seq.max(position.seq);
+        }
+        bytes = storage.read_file(&info.path)?;
+    }
+    Ok((bytes, durable_seq))
+}
+
+/// Whether the frames of a segment's `bytes` stop at damage past seq `durable_seq`.
+fn damaged_past(bytes: &[u8], first_seq: u64, durable_seq: u64) -> bool {
+    if bytes.len() < SEGMENT_HEADER_BYTES {
+        return false;
+    }
+    let mut scan = Scan::starting_at(bytes, SEGMENT_HEADER_BYTES, first_seq);
+    scan.by_ref().for_each(drop);
+    matches!(scan.stop(), Some(Stop::Damaged { .. })) && scan.expected_seq() > durable_seq
+}
+
+/// Whether a segment that could not be found was removed by a compaction: it is gone and the
+/// journal now starts after it.
+fn removed_by_compaction(storage: &dyn Storage, journal_dir: &Path, info: &SegmentInfo) -> bool {
+    !storage.exists(&info.path)
+        && recovery::list_segments(storage, journal_dir)
+            .ok()
+            .and_then(|segments| segments.first().map(|s| s.first_seq))
+            .is_some_and(|first| first > info.first_seq)
 }
 
 /// Best effort: the torrents named by the events in damaged bytes, read by trusting each

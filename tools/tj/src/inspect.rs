@@ -250,17 +250,24 @@ pub fn tail(args: TailArgs, quiet: bool) -> CmdResult {
         ));
     }
     let reader = JournalReader::open(&args.dir)?;
-    let first_retained = reader.first_retained_seq()?;
+    // From the first retained event by default: a concurrent compaction may move it between
+    // the listing and the first read, so plan again then (nothing is printed yet).
+    let (first_retained, events) = torrent_journal::history::retry_if_compacted(|| {
+        let first_retained = reader.first_retained_seq()?;
+        let events = reader.events(args.from.unwrap_or(first_retained))?;
+        Ok((first_retained, events))
+    })?;
     if args.from.is_none() && first_retained > 1 && !quiet {
         eprintln!(
             "tj tail: the journal holds seq {first_retained} onward (compaction moved the events \
              before it into a snapshot)"
         );
     }
-    let from = args.from.unwrap_or(first_retained);
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    for envelope in reader.events(from)? {
+    // A compaction removing a segment this loop has not reached yet ends it with
+    // `SeqNotRetained` naming the first seq not printed (exit 2): nothing is skipped silently.
+    for envelope in events {
         let mut line = serde_json::to_string(&event::to_json_line(&envelope?))?;
         line.push('\n');
         if let Err(err) = out.write_all(line.as_bytes()) {
