@@ -194,7 +194,7 @@ const COMPACTED_RETRIES: usize = 8;
 pub fn compacted_meanwhile(err: &Error) -> bool {
     match err {
         Error::SeqNotRetained { .. } => true,
-        Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+        Error::Io { cause, .. } => cause.kind() == std::io::ErrorKind::NotFound,
         _ => false,
     }
 }

@@ -205,7 +205,7 @@ impl Frames {
         // in them, so only a write still in progress can be judged by this position.
         let durable_seq = super::durable::read(&*self.storage, &self.store_dir)?.map(|p| p.seq);
         let bytes = match recovery::read_segment(&*self.storage, info) {
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Err(Error::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => {
                 return Err(self.vanished(info.first_seq));
             }
             // A last segment cut while being created holds no frame yet; the next writer
