@@ -409,13 +409,20 @@ fn read_or_verdict<T>(
     path: &Path,
     started: Instant,
     read: Result<T>,
-) -> std::result::Result<T, ProjectionCheck> {
+) -> std::result::Result<T, Box<ProjectionCheck>> {
     read.map_err(|err| {
         let verdict = match err {
             Error::ProjectionDamaged { .. } => Verdict::Damaged,
             _ => Verdict::Unverifiable,
         };
-        verdict_only(projection, path, None, verdict, err.to_string(), started)
+        Box::new(verdict_only(
+            projection,
+            path,
+            None,
+            verdict,
+            err.to_string(),
+            started,
+        ))
     })
 }
 
@@ -424,7 +431,7 @@ fn check_sqlite(path: &Path, metrics: bool, states: &mut States) -> Result<Proje
     let image = match read_or_verdict("sqlite", path, started, sqlite_projection::read_image(path))
     {
         Ok(image) => image,
-        Err(check) => return Ok(check),
+        Err(check) => return Ok(*check),
     };
     let seq = Some(image.checkpoint.seq);
     let state = match states.at(image.checkpoint)? {
@@ -510,7 +517,7 @@ fn check_files(
                 started,
             ));
         }
-        Err(check) => return Ok(check),
+        Err(check) => return Ok(*check),
     };
     let seq = Some(checkpoint.seq);
     let state = match states.at(checkpoint)? {

@@ -348,8 +348,7 @@ fn open_close(dir: &Path, options: StoreOptions) -> Vec<String> {
     })
     .unwrap();
     runtime().block_on(store.close()).unwrap();
-    let messages = warnings.0.lock().unwrap().clone();
-    messages
+    warnings.0.lock().unwrap().clone()
 }
 
 fn status_of(dir: &Path, n: u8) -> Option<i64> {
