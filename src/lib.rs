@@ -4,6 +4,7 @@
 //! truth); projections are views rebuilt from it. See `ARCHITECTURE.md` and `docs/FORMAT.md`.
 #![forbid(unsafe_code)]
 
+pub mod check;
 pub mod compaction;
 pub mod error;
 pub mod event;

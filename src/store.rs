@@ -45,6 +45,11 @@ pub struct StoreOptions {
     pub projection_queue_batches: usize,
     /// Automatic compaction (off by default): compacts in the background when due.
     pub compaction: CompactionPolicy,
+    /// The cheap drift check at open (off by default): after catching up, compare each disk
+    /// projection's counts and digest with the reducer's state ([`crate::check`]); one that
+    /// drifted (a program wrote to it behind the journal's back) is set aside as
+    /// `<name>.drifted-<UTC time>` with a warning and rebuilt from the journal.
+    pub drift_check: bool,
 }
 
 impl Default for StoreOptions {
@@ -57,6 +62,7 @@ impl Default for StoreOptions {
             file_options: FileProjectionOptions::default(),
             projection_queue_batches: 1024,
             compaction: CompactionPolicy::default(),
+            drift_check: false,
         }
     }
 }
@@ -76,6 +82,12 @@ impl StoreOptions {
     /// Adds the file projection at `DIR/files/`.
     pub fn with_files(mut self) -> Self {
         self.files = Some(PathBuf::from(Self::FILES_DIR_NAME));
+        self
+    }
+
+    /// Turns the cheap drift check at open on or off (see [`StoreOptions::drift_check`]).
+    pub fn with_drift_check(mut self, on: bool) -> Self {
+        self.drift_check = on;
         self
     }
 }
@@ -182,7 +194,21 @@ impl TorrentStore {
         }
         let mut disk = Vec::with_capacity(specs.len());
         for spec in specs {
-            let projection = spec.open_caught_up(&reader, clock.as_ref())?;
+            let mut projection = spec.open_caught_up(&reader, clock.as_ref())?;
+            if options.drift_check {
+                let memory = memory.read().unwrap_or_else(|p| p.into_inner());
+                // Both are at the head now (nothing can append before the open returns).
+                if projection.checkpoint() == memory.checkpoint() {
+                    let drift = spec.quick_drift(memory.state())?;
+                    drop(memory);
+                    if let Some(drift) = drift {
+                        drop(projection);
+                        projection = spec
+                            .rebuild(&drift, Aside::Drifted, &reader, clock.as_ref())?
+                            .0;
+                    }
+                }
+            }
             disk.push(Disk {
                 spec,
                 projection: Some(projection),
@@ -539,8 +565,8 @@ fn apply_all(disks: &mut [Disk], batch: &[Envelope], reader: &JournalReader, clo
             Err(err) if is_damage(&err) => {
                 // Closed before it is moved (SQLite's connection, its -wal and -shm).
                 disk.projection = None;
-                match disk.spec.rebuild(&err, reader, clock) {
-                    Ok(projection) => disk.projection = Some(projection),
+                match disk.spec.rebuild(&err, Aside::Damaged, reader, clock) {
+                    Ok((projection, _)) => disk.projection = Some(projection),
                     Err(rebuild) => error!(
                         projection = name, error = %rebuild, damage = %err,
                         "cannot rebuild the damaged projection; it will be rebuilt on reopen"
@@ -564,9 +590,27 @@ struct Disk {
     projection: Option<Box<dyn Projection>>,
 }
 
+/// Why a projection is set aside: the suffix of its new name (`.damaged-<UTC time>`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Aside {
+    /// Its files are damaged.
+    Damaged,
+    /// It disagrees with the journal ([`crate::check`]).
+    Drifted,
+}
+
+impl Aside {
+    fn label(self) -> &'static str {
+        match self {
+            Aside::Damaged => "damaged",
+            Aside::Drifted => "drifted",
+        }
+    }
+}
+
 /// Where a disk projection lives and how it is opened.
 #[derive(Debug)]
-enum DiskSpec {
+pub(crate) enum DiskSpec {
     Sqlite {
         path: PathBuf,
         options: SqliteOptions,
@@ -604,29 +648,50 @@ impl DiskSpec {
             Ok(_) => Ok(projection),
             Err(err) if is_damage(&err) => {
                 drop(projection);
-                self.rebuild(&err, reader, clock)
+                Ok(self.rebuild(&err, Aside::Damaged, reader, clock)?.0)
             }
             Err(err) => Err(err),
         }
     }
 
-    /// Sets the damaged projection aside and builds a new one from the journal (replay from
-    /// the start, or the newest snapshot's state when the journal was compacted).
-    fn rebuild(
+    /// The cheap drift check ([`crate::check::quick_drift`]) of this projection against
+    /// `state`: `Some(why)` when it drifted. Damage found while reading counts as drift.
+    fn quick_drift(&self, state: &crate::state::State) -> Result<Option<String>> {
+        let found = match self {
+            DiskSpec::Sqlite { path, options } => {
+                crate::check::quick_drift_sqlite(path, options, state)
+            }
+            DiskSpec::Files { storage, dir, .. } => {
+                crate::check::quick_drift_files(Arc::clone(storage), dir, state)
+            }
+        };
+        match found {
+            Ok(found) => Ok(found),
+            Err(err) if is_damage(&err) => Ok(Some(err.to_string())),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Sets the damaged (or drifted) projection aside and builds a new one from the journal
+    /// (replay from the start, or the newest snapshot's state when the journal was compacted).
+    /// Returns it and where the old one went.
+    pub(crate) fn rebuild(
         &self,
-        cause: &Error,
+        cause: &dyn std::fmt::Display,
+        why: Aside,
         reader: &JournalReader,
         clock: &dyn Clock,
-    ) -> Result<Box<dyn Projection>> {
-        self.set_aside(cause, clock)?;
+    ) -> Result<(Box<dyn Projection>, PathBuf)> {
+        let aside = self.set_aside(cause, why, clock)?;
         let mut projection = self.open_fresh()?;
         let caught_up = projection::catch_up(projection.as_mut(), reader, &mut |_| {})?;
         info!(
             path = %self.path().display(),
             seq = caught_up.checkpoint.seq,
-            "rebuilt the damaged projection from the journal"
+            why = why.label(),
+            "rebuilt the projection from the journal"
         );
-        Ok(projection)
+        Ok((projection, aside))
     }
 
     /// Opens the projection; one that is damaged (or from a newer build) is set aside and a new,
@@ -649,7 +714,7 @@ impl DiskSpec {
         match opened {
             Ok(projection) => Ok(projection),
             Err(err) if is_damage(&err) || matches!(err, Error::UnsupportedVersion { .. }) => {
-                self.set_aside(&err, clock)?;
+                self.set_aside(&err, Aside::Damaged, clock)?;
                 self.open_fresh()
             }
             Err(err) => Err(err),
@@ -670,11 +735,16 @@ impl DiskSpec {
         })
     }
 
-    /// Moves the damaged projection out of the way, durably: `state.db` (with its `-wal`,
-    /// `-shm` and `-journal` files) to `state.db.damaged-<UTC time>` (`-wal`, ...), the file
-    /// projection's directory to `files.damaged-<UTC time>`; then fsyncs the parent directory.
-    /// Nothing is deleted. Returns the new path.
-    fn set_aside(&self, cause: &Error, clock: &dyn Clock) -> Result<PathBuf> {
+    /// Moves the damaged (drifted) projection out of the way, durably: `state.db` (with its
+    /// `-wal`, `-shm` and `-journal` files) to `state.db.damaged-<UTC time>` (`-wal`, ...;
+    /// `.drifted-` for drift), the file projection's directory to `files.damaged-<UTC time>`;
+    /// then fsyncs the parent directory. Nothing is deleted. Returns the new path.
+    fn set_aside(
+        &self,
+        cause: &dyn std::fmt::Display,
+        why: Aside,
+        clock: &dyn Clock,
+    ) -> Result<PathBuf> {
         let path = self.path();
         let stamp = clock.now().to_datetime().format("%Y%m%dT%H%M%SZ");
         let companions: &[&str] = match self {
@@ -691,10 +761,11 @@ impl DiskSpec {
             DiskSpec::Files { storage, .. } => storage.exists(p),
         };
         // A name no earlier set-aside took (the clock may not have moved since).
-        let mut aside = with(path, &format!(".damaged-{stamp}"));
+        let label = why.label();
+        let mut aside = with(path, &format!(".{label}-{stamp}"));
         let mut n = 1;
         while companions.iter().any(|c| exists(&with(&aside, c))) {
-            aside = with(path, &format!(".damaged-{stamp}-{n}"));
+            aside = with(path, &format!(".{label}-{stamp}-{n}"));
             n += 1;
         }
         for suffix in companions {
@@ -720,7 +791,7 @@ impl DiskSpec {
             path = %path.display(),
             moved_to = %aside.display(),
             cause = %cause,
-            "projection damaged; set it aside and rebuilding it from the journal"
+            "projection {label}; set it aside and rebuilding it from the journal"
         );
         Ok(aside)
     }

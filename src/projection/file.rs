@@ -351,6 +351,11 @@ impl FileProjection {
 
     /// What the files contain, read back through the storage.
     pub fn read_view(&self) -> Result<FileView> {
+        self.read_view_with(true)
+    }
+
+    /// [`FileProjection::read_view`], reading metadata files only when `metadata`.
+    fn read_view_with(&self, metadata: bool) -> Result<FileView> {
         let mut view = FileView::default();
         for (info_hash, path) in self.scan(TORRENTS_DIR, TORRENT_EXT)?.files {
             let bytes = self.storage.read_file(&path).ctx("read", &path)?;
@@ -358,7 +363,11 @@ impl FileProjection {
             view.torrents.insert(info_hash, value);
         }
         for (info_hash, path) in self.scan(METADATA_DIR, METADATA_EXT)?.files {
-            let bytes = self.storage.read_file(&path).ctx("read", &path)?;
+            let bytes = if metadata {
+                self.storage.read_file(&path).ctx("read", &path)?
+            } else {
+                Vec::new()
+            };
             view.metadata.insert(info_hash, bytes);
         }
         let path = self.session_path();
@@ -367,6 +376,29 @@ impl FileProjection {
             view.session = Some(parse_value(&bytes).map_err(|reason| damaged(&path, reason))?);
         }
         Ok(view)
+    }
+
+    /// Reads the projection in `dir` without changing anything (no directory created, no
+    /// stray file deleted): its checkpoint, its options (the layout `checkpoint.json` names)
+    /// and what its files say. `None` when there is no `checkpoint.json`. With `metadata`
+    /// false, metadata files are listed but not read (their bytes are left empty).
+    pub fn inspect(
+        storage: Arc<dyn Storage>,
+        dir: impl Into<PathBuf>,
+        metadata: bool,
+    ) -> Result<Option<(Checkpoint, FileProjectionOptions, FileView)>> {
+        let mut projection =
+            FileProjection::new(storage, dir.into(), FileProjectionOptions::default());
+        let Some(file) = projection.read_checkpoint_file()? else {
+            return Ok(None);
+        };
+        projection.options.shard = file.shard;
+        let checkpoint = Checkpoint {
+            seq: file.seq,
+            at: file.at,
+        };
+        let view = projection.read_view_with(metadata)?;
+        Ok(Some((checkpoint, projection.options, view)))
     }
 
     /// Every file under the directory — path relative to it, `/`-separated — with its bytes,

@@ -1181,6 +1181,411 @@ fn open_error(e: rusqlite::Error, path: &Path) -> Error {
     }
 }
 
+// ---- drift check (see crate::check) -------------------------------------------------------
+
+/// Named values of one row (a torrent or the session configuration) as the drift check
+/// ([`crate::check`]) compares them: the Go columns, then `data.<key>` for every key of the
+/// `data` JSON read back into its type and written out again (so only meaning is compared, not
+/// formatting), then the metainfo. The field names are what a report calls the first
+/// differing field.
+pub(crate) type Fields = Vec<(String, serde_json::Value)>;
+
+/// What the drift check reads of a SQLite projection: its checkpoint, and its rows by
+/// `info_hash` text (a key that does not parse keeps its text).
+#[derive(Debug, Default)]
+pub(crate) struct Image {
+    pub checkpoint: Checkpoint,
+    pub torrents: BTreeMap<String, Fields>,
+    pub session: Option<Fields>,
+    /// Samples by `info_hash` text, in `id` order (ids themselves are not state).
+    pub metrics: BTreeMap<String, Vec<TorrentMetrics>>,
+    /// Torrents with a metrics row that does not read back.
+    pub unreadable_metrics: std::collections::BTreeSet<String>,
+}
+
+/// Counts and a digest of the rows (see [`summary`]), for the store's cheap check at open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Summary {
+    pub checkpoint: Checkpoint,
+    pub torrents: u64,
+    pub metrics: Option<u64>,
+    pub session: bool,
+    pub digest: u64,
+}
+
+/// Opens the database at `path` for reading only what the check reads: no create, no
+/// migration, no write. A database of another schema version cannot be compared.
+fn open_for_check(path: &Path) -> Result<Connection> {
+    use rusqlite::OpenFlags;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(sql_error("open SQLite projection", path))?;
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(|e| open_error(e, path))?;
+    if version != i64::from(SCHEMA_VERSION) {
+        return Err(Error::InvalidArgument(format!(
+            "SQLite projection {} has schema version {version}, this build {SCHEMA_VERSION}: \
+             open the store once to migrate it before checking",
+            path.display()
+        )));
+    }
+    Ok(conn)
+}
+
+/// A `DATETIME` column as the check compares it: the instant in RFC 3339, or the raw text
+/// when it does not parse.
+fn time_value(value: ValueRef<'_>) -> serde_json::Value {
+    match value.as_str() {
+        Ok(text) => match parse_sql_timestamp(text) {
+            Some(t) => serde_json::Value::String(t.to_rfc3339()),
+            None => serde_json::Value::String(format!("unparseable: {text}")),
+        },
+        Err(_) => plain_value(value),
+    }
+}
+
+/// Any column as a JSON value; blobs as their length and hash.
+fn plain_value(value: ValueRef<'_>) -> serde_json::Value {
+    match value {
+        ValueRef::Null => serde_json::Value::Null,
+        ValueRef::Integer(i) => i.into(),
+        ValueRef::Real(f) => f.into(),
+        ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned().into(),
+        ValueRef::Blob(b) => blob_value(b),
+    }
+}
+
+fn blob_value(bytes: &[u8]) -> serde_json::Value {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut hasher = DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    format!("{} bytes, hash {:016x}", bytes.len(), hasher.finish()).into()
+}
+
+/// Appends `data.<key>` fields of a JSON object (or one `data` field for anything else).
+fn data_fields(fields: &mut Fields, data: serde_json::Value) {
+    match data {
+        serde_json::Value::Object(map) => {
+            fields.extend(map.into_iter().map(|(k, v)| (format!("data.{k}"), v)));
+        }
+        other => fields.push(("data".into(), other)),
+    }
+}
+
+/// The `data` JSON text read into `T` and written out again; the text itself when it does not
+/// read.
+fn canonical_data<T: serde::de::DeserializeOwned + serde::Serialize>(
+    text: Option<&str>,
+) -> serde_json::Value {
+    let Some(text) = text else {
+        return serde_json::Value::String("not text".into());
+    };
+    serde_json::from_str::<T>(text)
+        .ok()
+        .and_then(|v| serde_json::to_value(v).ok())
+        .unwrap_or_else(|| serde_json::Value::String(format!("unreadable: {text}")))
+}
+
+/// Reads the projection at `path` for the drift check, in one read transaction.
+pub(crate) fn read_image(path: &Path) -> Result<Image> {
+    let conn = open_for_check(path)?;
+    let run = || -> rusqlite::Result<Image> {
+        let tx = conn.unchecked_transaction()?;
+        let mut image = Image {
+            checkpoint: read_checkpoint(&tx)?,
+            ..Image::default()
+        };
+        {
+            let mut stmt = tx.prepare(
+                "SELECT t.info_hash, t.status, t.percent_done, t.downloaded, t.uploaded,
+                        t.added_date, t.updated_date, t.data, m.raw
+                 FROM torrents t LEFT JOIN torrent_metainfo m ON m.info_hash = t.info_hash",
+            )?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                let key = match row.get_ref(0)? {
+                    ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                    other => plain_value(other).to_string(),
+                };
+                let mut fields: Fields = ["status", "percent_done", "downloaded", "uploaded"]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, name)| Ok(((*name).to_owned(), plain_value(row.get_ref(i + 1)?))))
+                    .collect::<rusqlite::Result<_>>()?;
+                fields.push(("added_date".into(), time_value(row.get_ref(5)?)));
+                fields.push(("updated_date".into(), time_value(row.get_ref(6)?)));
+                let data = canonical_data::<TorrentState>(row.get_ref(7)?.as_str().ok());
+                data_fields(&mut fields, data);
+                fields.push(("metainfo".into(), plain_value(row.get_ref(8)?)));
+                image.torrents.insert(key, fields);
+            }
+        }
+        image.session = tx
+            .query_row(
+                "SELECT data, updated_date FROM session_config WHERE id = 1",
+                [],
+                |row| {
+                    let mut fields = vec![("updated_date".into(), time_value(row.get_ref(1)?))];
+                    let data =
+                        canonical_data::<SessionConfiguration>(row.get_ref(0)?.as_str().ok());
+                    data_fields(&mut fields, data);
+                    Ok(fields)
+                },
+            )
+            .optional()?;
+        {
+            let mut stmt = tx.prepare(SELECT_ALL_METRICS)?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                let key = plain_value(row.get_ref(0)?);
+                let key = key.as_str().map_or_else(|| key.to_string(), str::to_owned);
+                match metric_from_row(row) {
+                    Ok(sample) => image.metrics.entry(key).or_default().push(sample),
+                    Err(_) => {
+                        image.unreadable_metrics.insert(key);
+                    }
+                }
+            }
+        }
+        Ok(image)
+    };
+    run().map_err(|e| sql_read_error(path, e))
+}
+
+/// A read error of the check: damage when SQLite says so, else the error it is.
+fn sql_read_error(path: &Path, e: rusqlite::Error) -> Error {
+    if is_corrupt(&e) {
+        damaged(path, format!("read for the drift check: {e}"))
+    } else {
+        sql_error("read for the drift check", path)(e)
+    }
+}
+
+/// What [`read_image`] reads from a projection that holds exactly `state` (its checkpoint is
+/// the state's last event).
+pub(crate) fn expected_image(state: &State) -> Result<Image> {
+    let mut image = Image {
+        checkpoint: Checkpoint {
+            seq: state.last_seq,
+            at: state.last_at,
+        },
+        ..Image::default()
+    };
+    let time = |t: Timestamp| serde_json::Value::String(t.to_rfc3339());
+    for (info_hash, torrent) in &state.torrents {
+        let stored = stored_form(torrent);
+        let written = state.written.torrent(info_hash).unwrap_or(state.last_at);
+        let mut fields: Fields = vec![
+            ("status".into(), stored.status.into()),
+            ("percent_done".into(), stored.percent_done.into()),
+            ("downloaded".into(), stored.downloaded.into()),
+            ("uploaded".into(), stored.uploaded.into()),
+            ("added_date".into(), time(stored.added_date)),
+            ("updated_date".into(), time(written)),
+        ];
+        data_fields(&mut fields, to_value(&*stored)?);
+        let meta = torrent
+            .meta_info
+            .as_ref()
+            .map_or(serde_json::Value::Null, |m| blob_value(m.as_bytes()));
+        fields.push(("metainfo".into(), meta));
+        image.torrents.insert(info_hash.to_hex(), fields);
+    }
+    if let Some(config) = &state.session {
+        let written = state.written.session.unwrap_or(state.last_at);
+        let mut fields = vec![("updated_date".into(), time(written))];
+        data_fields(&mut fields, to_value(&*finite_session(config))?);
+        image.session = Some(fields);
+    }
+    for (info_hash, samples) in &state.metrics {
+        image.metrics.insert(info_hash.to_hex(), samples.clone());
+    }
+    Ok(image)
+}
+
+fn to_value<T: serde::Serialize>(value: &T) -> Result<serde_json::Value> {
+    serde_json::to_value(value).map_err(|e| Error::Encode(e.to_string()))
+}
+
+/// One torrent's part of a [`Summary`] digest.
+#[allow(clippy::too_many_arguments)]
+fn digest_torrent(
+    hasher: &mut impl std::hash::Hasher,
+    key: &str,
+    columns: [ValueRef<'_>; 4],
+    added: ValueRef<'_>,
+    updated: ValueRef<'_>,
+    meta_len: Option<i64>,
+    metrics: Option<i64>,
+) {
+    use std::hash::Hash;
+    key.hash(hasher);
+    for column in columns {
+        hash_value(hasher, column);
+    }
+    for time in [added, updated] {
+        match time.as_str().ok().and_then(parse_sql_timestamp) {
+            Some(t) => t.as_unix_nanos().hash(hasher),
+            None => hash_value(hasher, time),
+        }
+    }
+    meta_len.hash(hasher);
+    metrics.hash(hasher);
+}
+
+fn hash_value(hasher: &mut impl std::hash::Hasher, value: ValueRef<'_>) {
+    use std::hash::Hash;
+    match value {
+        ValueRef::Null => 0u8.hash(hasher),
+        ValueRef::Integer(i) => (1u8, i).hash(hasher),
+        ValueRef::Real(f) => (2u8, f.to_bits()).hash(hasher),
+        ValueRef::Text(t) => (3u8, t).hash(hasher),
+        ValueRef::Blob(b) => (4u8, b).hash(hasher),
+    }
+}
+
+/// Counts and a digest of the rows, cheap to read: per torrent (in key order) its key, the
+/// `status`, `percent_done`, `downloaded`, `uploaded`, `added_date` and `updated_date`
+/// columns, the metainfo's length and (`metrics`) its number of samples; the session's
+/// `updated_date`. The `data` JSON is not read: a write that leaves every column alone
+/// (`updated_date` included) is for the full check ([`read_image`]) to find.
+pub(crate) fn read_summary(path: &Path, metrics: bool) -> Result<Summary> {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let conn = open_for_check(path)?;
+    let run = || -> rusqlite::Result<Summary> {
+        let tx = conn.unchecked_transaction()?;
+        let checkpoint = read_checkpoint(&tx)?;
+        let mut hasher = DefaultHasher::new();
+        let mut torrents = 0;
+        let sql = if metrics {
+            "SELECT t.info_hash, t.status, t.percent_done, t.downloaded, t.uploaded,
+                    t.added_date, t.updated_date, length(m.raw),
+                    (SELECT count(*) FROM torrent_metrics x WHERE x.info_hash = t.info_hash)
+             FROM torrents t LEFT JOIN torrent_metainfo m ON m.info_hash = t.info_hash
+             ORDER BY t.info_hash"
+        } else {
+            "SELECT t.info_hash, t.status, t.percent_done, t.downloaded, t.uploaded,
+                    t.added_date, t.updated_date, length(m.raw), NULL
+             FROM torrents t LEFT JOIN torrent_metainfo m ON m.info_hash = t.info_hash
+             ORDER BY t.info_hash"
+        };
+        {
+            let mut stmt = tx.prepare(sql)?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                torrents += 1;
+                let key = plain_value(row.get_ref(0)?);
+                let key = key.as_str().map_or_else(|| key.to_string(), str::to_owned);
+                digest_torrent(
+                    &mut hasher,
+                    &key,
+                    [
+                        row.get_ref(1)?,
+                        row.get_ref(2)?,
+                        row.get_ref(3)?,
+                        row.get_ref(4)?,
+                    ],
+                    row.get_ref(5)?,
+                    row.get_ref(6)?,
+                    row.get(7)?,
+                    row.get(8)?,
+                );
+            }
+        }
+        let session: Option<Option<i64>> = tx
+            .query_row(
+                "SELECT updated_date FROM session_config WHERE id = 1",
+                [],
+                |row| {
+                    Ok(row
+                        .get_ref(0)?
+                        .as_str()
+                        .ok()
+                        .and_then(parse_sql_timestamp)
+                        .map(Timestamp::as_unix_nanos))
+                },
+            )
+            .optional()?;
+        session.hash(&mut hasher);
+        let metrics = if metrics {
+            Some(
+                tx.query_row("SELECT count(*) FROM torrent_metrics", [], |r| {
+                    r.get::<_, i64>(0)
+                })?,
+            )
+        } else {
+            None
+        };
+        Ok(Summary {
+            checkpoint,
+            torrents,
+            metrics: metrics.map(|m| u64::try_from(m).unwrap_or(u64::MAX)),
+            session: session.is_some(),
+            digest: hasher.finish(),
+        })
+    };
+    run().map_err(|e| sql_read_error(path, e))
+}
+
+/// What [`read_summary`] reads from a projection that holds exactly `state`.
+pub(crate) fn expected_summary(state: &State, metrics: bool) -> Summary {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut hasher = DefaultHasher::new();
+    // The order of `ORDER BY info_hash` on the hex text: hex is fixed-width lowercase per kind.
+    let mut keyed: Vec<(String, &InfoHash)> =
+        state.torrents.keys().map(|h| (h.to_hex(), h)).collect();
+    keyed.sort();
+    for (key, info_hash) in &keyed {
+        let torrent = &state.torrents[*info_hash];
+        let stored = stored_form(torrent);
+        let written = state.written.torrent(info_hash).unwrap_or(state.last_at);
+        let (added, updated) = (sql_timestamp(stored.added_date), sql_timestamp(written));
+        let meta_len = torrent
+            .meta_info
+            .as_ref()
+            .map(|m| i64::try_from(m.as_bytes().len()).unwrap_or(i64::MAX));
+        let samples = metrics.then(|| {
+            let n = state.metrics.get(info_hash).map_or(0, Vec::len);
+            i64::try_from(n).unwrap_or(i64::MAX)
+        });
+        digest_torrent(
+            &mut hasher,
+            key,
+            [
+                ValueRef::Integer(stored.status),
+                ValueRef::Real(stored.percent_done),
+                ValueRef::Integer(stored.downloaded),
+                ValueRef::Integer(stored.uploaded),
+            ],
+            ValueRef::Text(added.as_bytes()),
+            ValueRef::Text(updated.as_bytes()),
+            meta_len,
+            samples,
+        );
+    }
+    let session = state.session.as_ref().map(|_| {
+        Some(
+            state
+                .written
+                .session
+                .unwrap_or(state.last_at)
+                .as_unix_nanos(),
+        )
+    });
+    session.hash(&mut hasher);
+    Summary {
+        checkpoint: Checkpoint {
+            seq: state.last_seq,
+            at: state.last_at,
+        },
+        torrents: state.torrents.len() as u64,
+        metrics: metrics.then(|| state.metrics_len() as u64),
+        session: state.session.is_some(),
+        digest: hasher.finish(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

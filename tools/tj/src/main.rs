@@ -1,6 +1,7 @@
 //! `tj`: the operator tool for torrent-journal. Thin glue: parsing, printing, exit codes.
 
 mod bounds;
+mod check;
 mod demo;
 mod follow;
 mod inspect;
@@ -13,8 +14,9 @@ use clap::{Parser, Subcommand};
 
 const EXIT_CODES: &str = "\
 Exit codes:
-  0  success (for verify: the journal is clean)
-  1  the journal is damaged (verify found problems, or an operation hit damage)
+  0  success (for verify: the journal is clean; for check: the projections agree with it)
+  1  the journal is damaged (verify found problems, or an operation hit damage); for check: a
+     projection drifted from the journal (or is damaged) and was not repaired
   2  usage error: bad arguments, or DIR is not a journal
   3  any other failure (I/O error, lock held by another writer, ...)
   4  nothing found: the command ran but had nothing to show (history: no retained event of
@@ -30,7 +32,7 @@ struct Cli {
     /// Print only errors, and the data a command exists to produce: no progress bars, summaries
     /// or notes. `tail`, `export` and `history` still print their events/state, and any
     /// `--json` report is still printed (you asked for it); summary commands (`demo`, `stats`,
-    /// `verify`, `replay`, `follow`, `restore`, `compact`, `undelete`, `salvage`) print
+    /// `verify`, `check`, `replay`, `follow`, `restore`, `compact`, `undelete`, `salvage`) print
     /// nothing on stdout and speak through their exit code.
     #[arg(long, short, global = true)]
     quiet: bool,
@@ -49,6 +51,9 @@ enum Command {
     Verify(inspect::VerifyArgs),
     /// Print events as JSON lines.
     Tail(inspect::TailArgs),
+    /// Compare each projection (state.db, files/) with the journal at its checkpoint; exit 1 on
+    /// drift, listing the torrents that differ. `--repair` rebuilds the drifted ones.
+    Check(check::CheckArgs),
     /// Rebuild a projection (`sqlite:PATH` or `files:DIR`) from the journal.
     Replay(replay::ReplayArgs),
     /// Keep a projection (`sqlite:PATH` or `files:DIR`) up to date with a journal another
@@ -164,6 +169,7 @@ fn main() -> ExitCode {
         Command::Stats(args) => inspect::stats(args, cli.quiet),
         Command::Verify(args) => inspect::verify(args, cli.quiet),
         Command::Tail(args) => inspect::tail(args, cli.quiet),
+        Command::Check(args) => check::run(args, cli.quiet),
         Command::Replay(args) => replay::run(args, cli.quiet),
         Command::Follow(args) => follow::run(args, cli.quiet),
         Command::Restore(args) => timetravel::restore(args, cli.quiet),
