@@ -91,6 +91,35 @@ pub(crate) struct SimTorrent {
 impl SimTorrent {
     /// Generates torrent `n` of a run seeded with `seed`; the same arguments give the same bytes.
     pub fn generate(seed: u64, n: usize) -> SimTorrent {
+        let (mut torrent, name, mut rng) = SimTorrent::layout(seed, n);
+        let (info, extra) = match torrent.version {
+            Version::V1 => (torrent.v1_info(&mut rng, &name), BTreeMap::new()),
+            Version::V2 => torrent.v2_info(&mut rng, &name),
+        };
+        let info_bytes = encode(&Value::Dict(info));
+        torrent.info_hash = match torrent.version {
+            Version::V1 => InfoHash::V1(Sha1::digest(&info_bytes).into()),
+            Version::V2 => InfoHash::V2(Sha256::digest(&info_bytes).into()),
+        };
+        torrent.raw = torrent.outer_dict(&mut rng, info_bytes, extra);
+        torrent
+    }
+
+    /// Torrent `n` without its `.torrent`: the same layout and piece length as
+    /// [`SimTorrent::generate`], no piece hashes, no bytes (`raw` empty), and an info hash drawn
+    /// at random instead of hashed. For benchmarks that measure the journal on small states.
+    pub fn generate_light(seed: u64, n: usize) -> SimTorrent {
+        let (mut torrent, _, mut rng) = SimTorrent::layout(seed, n);
+        torrent.info_hash = match torrent.version {
+            Version::V1 => InfoHash::V1(Sha1::digest(rng.bytes(8)).into()),
+            Version::V2 => InfoHash::V2(Sha256::digest(rng.bytes(8)).into()),
+        };
+        torrent
+    }
+
+    /// Everything but the hash and the bytes: version, name, files, piece length, trackers;
+    /// and the generator, positioned to draw the rest.
+    fn layout(seed: u64, n: usize) -> (SimTorrent, String, Rng) {
         let mut rng = Rng::new(seed ^ (n as u64).wrapping_mul(0xA24B_AED4_963E_E407));
         let version = if rng.one_in(V2_ONE_IN) {
             Version::V2
@@ -105,26 +134,15 @@ impl SimTorrent {
         } else {
             modern_piece_length(total)
         };
-        let trackers = pick_trackers(&mut rng);
-        let mut torrent = SimTorrent {
+        let torrent = SimTorrent {
             info_hash: InfoHash::V1([0; 20]),
             raw: Vec::new(),
             piece_length,
             version,
             files,
-            trackers,
+            trackers: pick_trackers(&mut rng),
         };
-        let (info, extra) = match version {
-            Version::V1 => (torrent.v1_info(&mut rng, &name), BTreeMap::new()),
-            Version::V2 => torrent.v2_info(&mut rng, &name),
-        };
-        let info_bytes = encode(&Value::Dict(info));
-        torrent.info_hash = match version {
-            Version::V1 => InfoHash::V1(Sha1::digest(&info_bytes).into()),
-            Version::V2 => InfoHash::V2(Sha256::digest(&info_bytes).into()),
-        };
-        torrent.raw = torrent.outer_dict(&mut rng, info_bytes, extra);
-        torrent
+        (torrent, name, rng)
     }
 
     pub fn total_length(&self) -> i64 {

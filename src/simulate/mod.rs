@@ -53,12 +53,23 @@ impl Simulation {
         let torrents = (index..self.torrents).step_by(tasks).collect();
         TaskEvents {
             sim: *self,
+            metainfo: true,
             index,
             budget,
             emitted: 0,
             torrents,
             cursor: 0,
             lives: Vec::new(),
+        }
+    }
+
+    /// Like [`Simulation::task`], but the torrents carry no `.torrent` (metadata events set the
+    /// files and pieces only, and info hashes are drawn, not hashed): small states, for
+    /// benchmarks of the journal itself and for runs too large to carry real metainfo.
+    pub fn task_without_metainfo(&self, index: usize) -> TaskEvents {
+        TaskEvents {
+            metainfo: false,
+            ..self.task(index)
         }
     }
 
@@ -91,6 +102,8 @@ struct Life {
 #[derive(Debug)]
 pub struct TaskEvents {
     sim: Simulation,
+    /// Whether torrents carry their real `.torrent` (see [`Simulation::task_without_metainfo`]).
+    metainfo: bool,
     index: usize,
     budget: usize,
     emitted: usize,
@@ -135,7 +148,7 @@ impl TaskEvents {
             && (self.lives.iter().all(|l| l.done) || self.emitted.is_multiple_of(3));
         if add_now {
             let n = self.torrents[self.lives.len()];
-            let life = Life::added(self.sim.seed, n, now);
+            let life = Life::added(self.sim.seed, n, now, self.metainfo);
             let event = hook(
                 HookEvent::TorrentAdded,
                 life.state.clone(),
@@ -178,8 +191,12 @@ impl TaskEvents {
 impl Life {
     /// A magnet link just added: the hash is known, nothing else yet (no metainfo, no files,
     /// never started).
-    fn added(seed: u64, n: usize, now: Timestamp) -> Life {
-        let torrent = SimTorrent::generate(seed, n);
+    fn added(seed: u64, n: usize, now: Timestamp, metainfo: bool) -> Life {
+        let torrent = if metainfo {
+            SimTorrent::generate(seed, n)
+        } else {
+            SimTorrent::generate_light(seed, n)
+        };
         let mut rng = Rng::new(seed.wrapping_add(n as u64).rotate_left(17));
         let hash = torrent.info_hash.as_bytes();
         let state = TorrentState {
@@ -276,7 +293,7 @@ impl Life {
     fn metadata(&mut self, now: Timestamp) -> Event {
         let torrent = &self.torrent;
         let state = &mut self.state;
-        state.meta_info = Some(MetaInfo::new(torrent.raw.clone()));
+        state.meta_info = (!torrent.raw.is_empty()).then(|| MetaInfo::new(torrent.raw.clone()));
         state.files = torrent
             .files
             .iter()
@@ -624,6 +641,25 @@ mod tests {
         if let Some(meta) = &t.meta_info {
             let expected = metainfo::hash_of(meta.as_bytes());
             assert_eq!(expected, t.info_hash, "metainfo hashes to the info hash");
+        }
+    }
+
+    #[test]
+    fn without_metainfo_the_same_life_carries_no_torrent_file() {
+        let s = sim(600, 12, 2);
+        let light: Vec<Event> = (0..2).flat_map(|i| s.task_without_metainfo(i)).collect();
+        let full: Vec<Event> = (0..2).flat_map(|i| s.task(i)).collect();
+        let kinds = |events: &[Event]| events.iter().map(Event::kind).collect::<Vec<_>>();
+        assert_eq!(
+            kinds(&light),
+            kinds(&full),
+            "the same life, event for event"
+        );
+        for event in &light {
+            if let Event::Hook(h) = event {
+                assert!(h.torrent.meta_info.is_none());
+                check_consistent(&h.torrent);
+            }
         }
     }
 }

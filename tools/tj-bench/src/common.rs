@@ -5,21 +5,24 @@ use std::time::Instant;
 
 use torrent_journal::event::Event;
 use torrent_journal::model::{InfoHash, Timestamp, TorrentState};
-use torrent_journal::simulate::Simulation;
 
 /// A fixed point in time for generated states (reproducible encodings).
 pub const EPOCH_NANOS: i64 = 1_700_000_000_000_000_000;
 
-/// The info hash of torrent `n` (distinct, deterministic).
+/// The info hash of torrent `n` (distinct, deterministic). Derived directly rather than from
+/// the simulator, which generates a whole `.torrent` (up to MBs) to hash its info dictionary.
 pub fn info_hash(n: usize) -> InfoHash {
-    Simulation {
-        seed: 0x7e57_be4c,
-        torrents: 0,
-        events: 0,
-        tasks: 1,
-        start: Timestamp::from_unix_nanos(EPOCH_NANOS),
+    let mut state = 0x7e57_be4c_u64 ^ (n as u64).wrapping_mul(0xA24B_AED4_963E_E407);
+    let mut bytes = [0u8; 20];
+    for chunk in bytes.chunks_mut(8) {
+        // SplitMix64.
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        chunk.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes()[..chunk.len()]);
     }
-    .info_hash(n)
+    InfoHash::V1(bytes)
 }
 
 /// A realistic ~1.2 KB (MessagePack) torrent state: 5 files, 3 trackers, 2 labels, 1 peer.
