@@ -15,9 +15,11 @@
 //!   nothing is set aside), on it warns, sets the drifted projections aside and rebuilds them
 //!   (the next full check is clean), and on an untouched store it sets nothing aside.
 
-use std::fmt::Write as _;
+mod common;
+
+use common::with_warnings;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use torrent_journal::check::{self, CheckOptions, DriftKind, DriftReport, TorrentDrift, Verdict};
 use torrent_journal::compaction::{self, CompactOptions};
@@ -308,47 +310,11 @@ fn a_store_nobody_touched_checks_clean_also_after_compaction() {
     assert_equal_to_reducer(dir);
 }
 
-/// Collects the messages and fields of WARN events.
-#[derive(Clone, Default)]
-struct Warnings(Arc<Mutex<Vec<String>>>);
-
-struct Fields(String);
-
-impl tracing::field::Visit for Fields {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        let _ = write!(self.0, "{}={value:?} ", field.name());
-    }
-}
-
-impl tracing::Subscriber for Warnings {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        if *event.metadata().level() == tracing::Level::WARN {
-            let mut fields = Fields(String::new());
-            event.record(&mut fields);
-            self.0.lock().unwrap().push(fields.0);
-        }
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
 /// Opens and closes the store on this thread; returns the warnings the open logged.
 fn open_close(dir: &Path, options: StoreOptions) -> Vec<String> {
-    let warnings = Warnings::default();
-    let store = tracing::subscriber::with_default(warnings.clone(), || {
-        TorrentStore::open_blocking(dir, options)
-    })
-    .unwrap();
-    runtime().block_on(store.close()).unwrap();
-    warnings.0.lock().unwrap().clone()
+    let (store, warnings) = with_warnings(|| TorrentStore::open_blocking(dir, options));
+    runtime().block_on(store.unwrap().close()).unwrap();
+    warnings
 }
 
 fn status_of(dir: &Path, n: u8) -> Option<i64> {

@@ -19,9 +19,11 @@
 //!
 //! Warnings are collected by a minimal `tracing` subscriber on the opening thread.
 
-use std::fmt::Write as _;
+mod common;
+
+use common::with_warnings;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use torrent_journal::model::{
     InfoHash, SessionConfiguration, Timestamp, TorrentMetrics, TorrentState,
@@ -61,49 +63,12 @@ fn options() -> StoreOptions {
     StoreOptions::default().with_sqlite().with_files()
 }
 
-/// Collects the fields of WARN events.
-#[derive(Clone, Default)]
-struct Warnings(Arc<Mutex<Vec<String>>>);
-
-struct Fields(String);
-
-impl tracing::field::Visit for Fields {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        let _ = write!(self.0, "{}={value:?} ", field.name());
-    }
-}
-
-impl tracing::Subscriber for Warnings {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        if *event.metadata().level() == tracing::Level::WARN {
-            let mut fields = Fields(String::new());
-            event.record(&mut fields);
-            self.0.lock().unwrap().push(fields.0);
-        }
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
 /// Opens the store on this thread, collecting the warnings the open logs.
 fn open_warned(
     dir: &Path,
     options: StoreOptions,
 ) -> (torrent_journal::Result<TorrentStore>, Vec<String>) {
-    let warnings = Warnings::default();
-    let out = tracing::subscriber::with_default(warnings.clone(), || {
-        TorrentStore::open_blocking(dir, options)
-    });
-    let messages = warnings.0.lock().unwrap().clone();
-    (out, messages)
+    with_warnings(|| TorrentStore::open_blocking(dir, options))
 }
 
 fn runtime() -> tokio::runtime::Runtime {

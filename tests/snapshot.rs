@@ -9,9 +9,11 @@
 //! bytes directly (pure `decode`) and to files on `SimStorage` (`put_file`); warnings are caught
 //! by a minimal `tracing` subscriber installed for the duration of one call.
 
-use std::fmt::Write as _;
+mod common;
+
+use common::with_warnings;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use proptest::prelude::*;
 use torrent_journal::event::Envelope;
@@ -75,45 +77,6 @@ fn body(seed: u64, torrents: usize, events: usize) -> SnapshotBody {
 fn small_body() -> SnapshotBody {
     // A session configuration and one magnet (no metainfo yet): small enough to flip every bit.
     body(1, 1, 2)
-}
-
-/// Collects the messages of WARN events.
-#[derive(Clone, Default)]
-struct Warnings(Arc<Mutex<Vec<String>>>);
-
-struct Fields(String);
-
-impl tracing::field::Visit for Fields {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        let _ = write!(self.0, "{}={value:?} ", field.name());
-    }
-}
-
-impl tracing::Subscriber for Warnings {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        if *event.metadata().level() == tracing::Level::WARN {
-            let mut fields = Fields(String::new());
-            event.record(&mut fields);
-            self.0.lock().unwrap().push(fields.0);
-        }
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
-fn with_warnings<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
-    let warnings = Warnings::default();
-    let out = tracing::subscriber::with_default(warnings.clone(), f);
-    let messages = warnings.0.lock().unwrap().clone();
-    (out, messages)
 }
 
 fn flip(bytes: &[u8], bit: usize) -> Vec<u8> {
