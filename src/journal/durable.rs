@@ -69,16 +69,26 @@ pub fn read_in(storage: &dyn Storage, journal_dir: &Path) -> Result<Option<Durab
     if !storage.exists(&path) {
         return Ok(None);
     }
-    for _ in 0..100 {
+    for _ in 0..TORN_READ_RETRIES {
         let mut buf = [0u8; DURABLE_FILE_BYTES];
         let n = storage.read_at(&path, 0, &mut buf).ctx("read", &path)?;
-        if let Some(position) = decode(&buf[..n]) {
+        if n < DURABLE_FILE_BYTES {
+            // Short: created but never written, or cut by a crash (it is never fsynced). The
+            // writer writes all 24 bytes in one `pwrite`, so waiting would not help.
+            return Ok(None);
+        }
+        if let Some(position) = decode(&buf) {
             return Ok(Some(position));
         }
         std::thread::yield_now();
     }
     Ok(None)
 }
+
+/// Reads of a full-length file that fails its CRC (a read racing the writer's rewrite) before
+/// it counts as unpublished. Few: every open and every reader's segment load reads the file,
+/// and a garbled file left by a crash must not cost them more than a few reads.
+const TORN_READ_RETRIES: usize = 8;
 
 /// The writer's handle on the file.
 #[derive(Debug)]

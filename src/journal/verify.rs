@@ -471,8 +471,9 @@ const LAST_SEGMENT_REREADS: u64 = 6;
 /// bytes past the durable position may be a write in progress (the writer overwrites
 /// preallocated zeros in place, and a read racing that copy can see a later part of it before
 /// an earlier one): while they show damage, the position and then the bytes are read again,
-/// a little later each time (≈ 100 ms in all). A write in progress is complete by then; damage
-/// that stays is reported.
+/// a little later each time (≈ 100 ms at most). A write in progress is complete by then; damage
+/// that stays is reported. Bytes and position that did not change between two reads are
+/// settled (no writer is writing there: a closed journal costs one re-read, not all of them).
 fn read_last_segment(
     storage: &dyn Storage,
     journal_dir: &Path,
@@ -485,10 +486,16 @@ fn read_last_segment(
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(3 * attempt));
+        let before = durable_seq;
         if let Ok(Some(position)) = super::durable::read_in(storage, journal_dir) {
             durable_seq = durable_seq.max(position.seq);
         }
-        bytes = storage.read_file(&info.path)?;
+        let again = storage.read_file(&info.path)?;
+        let settled = again == bytes && durable_seq == before;
+        bytes = again;
+        if settled {
+            break;
+        }
     }
     Ok((bytes, durable_seq))
 }
