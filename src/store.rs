@@ -454,8 +454,15 @@ impl TorrentStore {
         self.memory().stats()
     }
 
-    /// A read guard on the memory projection (keep it short: the writer waits for it).
-    pub fn memory(&self) -> std::sync::RwLockReadGuard<'_, MemoryProjection> {
+    /// Runs `read` on the memory projection and returns what it returns. A closure rather than
+    /// a guard: a guard held across an `.await` on `save_torrent` would deadlock (the commit
+    /// needs the write side), a closure cannot await. Keep it short: commits wait for it.
+    pub fn read_memory<R>(&self, read: impl FnOnce(&MemoryProjection) -> R) -> R {
+        read(&self.memory())
+    }
+
+    /// A read guard on the memory projection, for this module's short, non-async reads.
+    fn memory(&self) -> std::sync::RwLockReadGuard<'_, MemoryProjection> {
         self.inner.memory.read().unwrap_or_else(|p| p.into_inner())
     }
 

@@ -73,7 +73,7 @@ async fn check(image: &SimStorage, acked: &[u64]) -> Result<(), String> {
     let store = TorrentStore::open(DIR, options(image))
         .await
         .map_err(|e| format!("reopen: {e}"))?;
-    let memory = store.memory().state().clone();
+    let memory = store.read_memory(|m| m.state().clone());
     store.flush_projections().await.map_err(|e| e.to_string())?;
     store.close().await.map_err(|e| format!("close: {e}"))?;
     let report = journal::verify(image, Path::new(DIR)).map_err(|e| e.to_string())?;

@@ -85,7 +85,7 @@ async fn the_seed_operations_round_trip() {
     let store = TorrentStore::open(tmp.path(), StoreOptions::default())
         .await
         .unwrap();
-    assert_eq!(&from_sqlite, store.memory().state());
+    store.read_memory(|m| assert_eq!(&from_sqlite, m.state()));
     store.close().await.unwrap();
 }
 
@@ -319,7 +319,7 @@ async fn a_compacted_journal_opens_from_its_snapshot() {
     for event in sim.task(0) {
         store.append_event(event).await.unwrap();
     }
-    let before = store.memory().state().clone();
+    let before = store.read_memory(|m| m.state().clone());
     store.close().await.unwrap();
 
     // Two compactions: the first has no previous generation and removes nothing.
@@ -341,7 +341,7 @@ async fn a_compacted_journal_opens_from_its_snapshot() {
     let store = TorrentStore::open(tmp.path(), small_segments())
         .await
         .unwrap();
-    assert_eq!(store.memory().state(), &before);
+    store.read_memory(|m| assert_eq!(m.state(), &before));
     store.close().await.unwrap();
     let sqlite =
         SqliteProjection::open(tmp.path().join("state.db"), SqliteOptions::default()).unwrap();
@@ -359,7 +359,7 @@ async fn a_compacted_journal_opens_from_its_snapshot() {
     let store = TorrentStore::open(tmp.path(), small_segments())
         .await
         .unwrap();
-    assert_eq!(store.memory().state(), &before);
+    store.read_memory(|m| assert_eq!(m.state(), &before));
     store.close().await.unwrap();
     let sqlite =
         SqliteProjection::open(tmp.path().join("state.db"), SqliteOptions::default()).unwrap();
@@ -390,7 +390,7 @@ async fn automatic_compaction_keeps_the_journal_short() {
         t.downloaded = n as i64;
         store.save_torrent(&t).await.unwrap();
     }
-    let before = store.memory().state().clone();
+    let before = store.read_memory(|m| m.state().clone());
     store.close().await.unwrap();
     let snapshots = std::fs::read_dir(tmp.path().join("snapshots"))
         .unwrap()
@@ -402,6 +402,6 @@ async fn automatic_compaction_keeps_the_journal_short() {
         "automatic compaction removed early segments (first seq {first})"
     );
     let store = TorrentStore::open(tmp.path(), options()).await.unwrap();
-    assert_eq!(store.memory().state(), &before);
+    store.read_memory(|m| assert_eq!(m.state(), &before));
     store.close().await.unwrap();
 }

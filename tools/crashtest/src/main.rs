@@ -298,7 +298,7 @@ fn check_projection(dir: &Path) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     let memory = runtime.block_on(async {
         let store = TorrentStore::open(dir, store_options()).await?;
-        let state = store.memory().state().clone();
+        let state = store.read_memory(|m| m.state().clone());
         store.close().await?;
         Ok::<_, anyhow::Error>(state)
     })?;

@@ -118,7 +118,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<SectionReport> {
         let started = Instant::now();
         for i in 0..ops {
             let h = &hashes[(i * 7919) % t];
-            found += usize::from(std::hint::black_box(store.memory().get(h)).is_some());
+            found += usize::from(std::hint::black_box(store.read_memory(|m| m.get(h))).is_some());
         }
         let get_ns = started.elapsed().as_secs_f64() * 1e9 / ops as f64;
         anyhow::ensure!(found == 2 * ops, "lookups missed");
@@ -128,8 +128,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<SectionReport> {
             HashMap<InfoHash, Arc<TorrentState>, BuildHasherDefault<PrefixHasher>>,
         > = std::sync::RwLock::new(
             store
-                .memory()
-                .all()
+                .read_memory(|m| m.all())
                 .into_iter()
                 .map(|t| (t.info_hash, t))
                 .collect(),

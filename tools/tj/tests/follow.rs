@@ -357,7 +357,7 @@ fn a_replica_process_follows_100k_events_across_rotations_and_a_compaction() {
         );
     }
 
-    let expected = store.memory().state().clone();
+    let expected = store.read_memory(|m| m.state().clone());
     assert_eq!(expected.last_seq, EVENTS);
     assert_eq!(
         replica_state(&replica),
@@ -420,7 +420,7 @@ fn a_replica_started_late_and_killed_mid_stream_resumes_from_its_checkpoint() {
         store.flush_projections().await.unwrap();
     });
     second.wait_success(Some(stderr));
-    let expected = store.memory().state().clone();
+    let expected = store.read_memory(|m| m.state().clone());
     assert_eq!(expected.last_seq, 25_000);
     assert_eq!(replica_state(&replica), expected);
     runtime.block_on(store.close()).unwrap();
@@ -495,7 +495,7 @@ fn following_a_compacted_journal_starts_from_its_snapshot() {
     let summary = String::from_utf8(output.stdout).unwrap();
     assert!(summary.contains("applied 100 events"), "{summary}");
     assert!(summary.contains("1 resyncs"), "{summary}");
-    assert_eq!(replica_state(&replica), *store.memory().state());
+    store.read_memory(|m| assert_eq!(replica_state(&replica), *m.state()));
     runtime.block_on(store.close()).unwrap();
 }
 
