@@ -242,7 +242,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<SectionReport> {
         ),
         Figure::new(
             "memory_get_ns",
-            "memory().get() (lock + lookup + Arc clone)",
+            "read_memory(|m| m.get()) (lock + lookup + Arc clone)",
             get_ns,
             Unit::Nanos,
         )
