@@ -221,6 +221,11 @@ impl Journal {
 
     /// Appends one event, blocking until it is committed. Returns its seq and commit time.
     ///
+    /// An error means the outcome is unknown: the bytes may have reached the disk before the
+    /// failure, and a reopen keeps every whole frame (see `docs/FORMAT.md`, "Durability and
+    /// recovery"); read
+    /// the journal after reopening to find out.
+    ///
     /// Blocks the calling thread: from async code use [`Journal::append_async`] (like tokio's
     /// own blocking calls, this panics on an async runtime's worker thread).
     pub fn append(&self, event: &Event) -> Result<Receipt> {
