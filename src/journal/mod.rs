@@ -223,8 +223,7 @@ impl Journal {
     ///
     /// An error means the outcome is unknown: the bytes may have reached the disk before the
     /// failure, and a reopen keeps every whole frame (see `docs/FORMAT.md`, "Durability and
-    /// recovery"); read
-    /// the journal after reopening to find out.
+    /// recovery"); read the journal after reopening to find out.
     ///
     /// Blocks the calling thread: from async code use [`Journal::append_async`] (like tokio's
     /// own blocking calls, this panics on an async runtime's worker thread).

@@ -2,7 +2,7 @@
 //! feed the journal.
 //!
 //! Each simulated client task owns a share of the torrents and walks each through a realistic
-//! life: added as a magnet, metadata arrives (a real `.torrent`, see [`metainfo`]), started,
+//! life: added as a magnet, metadata arrives (a real `.torrent`, see `simulate/metainfo.rs`), started,
 //! progress saves with metrics samples, an occasional error, completed, stopped, for a few
 //! removed, and later resumed for seeding. Everything derives from the seed, so a run is
 //! reproducible.
