@@ -335,6 +335,25 @@ enum AtCheckpoint {
     Unverifiable(String),
 }
 
+impl AtCheckpoint {
+    /// The state to compare with, or the projection's whole verdict when there is none.
+    fn or_verdict(
+        self,
+        projection: &'static str,
+        path: &Path,
+        checkpoint_seq: Option<u64>,
+        started: Instant,
+    ) -> std::result::Result<Arc<State>, Box<ProjectionCheck>> {
+        let (verdict, why) = match self {
+            AtCheckpoint::State(state) => return Ok(state),
+            AtCheckpoint::NotInJournal(why) => (Verdict::Drifted, why),
+            AtCheckpoint::Unverifiable(why) => (Verdict::Unverifiable, why),
+        };
+        let check = verdict_only(projection, path, checkpoint_seq, verdict, why, started);
+        Err(Box::new(check))
+    }
+}
+
 impl States {
     fn new(storage: Arc<dyn Storage>, dir: &Path) -> Self {
         Self {
@@ -434,22 +453,12 @@ fn check_sqlite(path: &Path, metrics: bool, states: &mut States) -> Result<Proje
         Err(check) => return Ok(*check),
     };
     let seq = Some(image.checkpoint.seq);
-    let state = match states.at(image.checkpoint)? {
-        AtCheckpoint::State(state) => state,
-        AtCheckpoint::NotInJournal(why) => {
-            return Ok(verdict_only(
-                "sqlite",
-                path,
-                seq,
-                Verdict::Drifted,
-                why,
-                started,
-            ));
-        }
-        AtCheckpoint::Unverifiable(why) => {
-            let verdict = Verdict::Unverifiable;
-            return Ok(verdict_only("sqlite", path, seq, verdict, why, started));
-        }
+    let state = match states
+        .at(image.checkpoint)?
+        .or_verdict("sqlite", path, seq, started)
+    {
+        Ok(state) => state,
+        Err(check) => return Ok(*check),
     };
     let expected = sqlite_projection::expected_image(&state)?;
     let mut torrents = compare_maps(&expected.torrents, &image.torrents, |e, a| {
@@ -520,22 +529,12 @@ fn check_files(
         Err(check) => return Ok(*check),
     };
     let seq = Some(checkpoint.seq);
-    let state = match states.at(checkpoint)? {
-        AtCheckpoint::State(state) => state,
-        AtCheckpoint::NotInJournal(why) => {
-            return Ok(verdict_only(
-                "files",
-                dir,
-                seq,
-                Verdict::Drifted,
-                why,
-                started,
-            ));
-        }
-        AtCheckpoint::Unverifiable(why) => {
-            let verdict = Verdict::Unverifiable;
-            return Ok(verdict_only("files", dir, seq, verdict, why, started));
-        }
+    let state = match states
+        .at(checkpoint)?
+        .or_verdict("files", dir, seq, started)
+    {
+        Ok(state) => state,
+        Err(check) => return Ok(*check),
     };
     let expected = FileView::of_state(&state)?;
     let (torrents, session) = compare_views(&expected, &view);
