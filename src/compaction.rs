@@ -175,52 +175,6 @@ impl CompactionPolicy {
     }
 }
 
-/// Parses a retention duration: one or more `<integer><unit>` with units `s`, `m`, `h`, `d`,
-/// `w` (`90s`, `12h`, `7d`, `1d12h`), or `0`.
-pub fn parse_duration(text: &str) -> Result<Duration> {
-    let invalid = |why: &str| {
-        Error::InvalidArgument(format!(
-            "duration {text:?}: {why} (expected e.g. 90s, 15m, 12h, 7d, 2w)"
-        ))
-    };
-    let text = text.trim();
-    if text == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if text.is_empty() {
-        return Err(invalid("empty"));
-    }
-    let mut total: u64 = 0;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(invalid("a number must come before each unit"));
-        }
-        let number: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| invalid("number too large"))?;
-        let unit = rest[digits..]
-            .chars()
-            .next()
-            .ok_or_else(|| invalid("missing unit"))?;
-        let seconds = match unit {
-            's' => 1,
-            'm' => 60,
-            'h' => 3_600,
-            'd' => 86_400,
-            'w' => 604_800,
-            _ => return Err(invalid("unknown unit")),
-        };
-        total = number
-            .checked_mul(seconds)
-            .and_then(|s| total.checked_add(s))
-            .ok_or_else(|| invalid("too large"))?;
-        rest = &rest[digits + unit.len_utf8()..];
-    }
-    Ok(Duration::from_secs(total))
-}
-
 /// Compacts store directory `dir`; see the [module docs](self). Works on a closed journal and
 /// on one a live writer (in this or another process) holds open: it never takes the writer's
 /// lock. Refuses to run while another compaction of `dir` runs.
@@ -633,22 +587,5 @@ mod tests {
         assert!(policy.due(100, 0));
         assert!(policy.due(1, 1 << 20));
         assert_eq!(policy.options().retain, Retention::Events(10));
-    }
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
-        assert_eq!(
-            parse_duration("1d12h").unwrap(),
-            Duration::from_secs(129_600)
-        );
-        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
-        assert_eq!(
-            parse_duration("2w").unwrap(),
-            Duration::from_secs(1_209_600)
-        );
-        for bad in ["", "7", "d", "7x", "1d2", "99999999999999999999d"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
     }
 }

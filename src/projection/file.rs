@@ -70,7 +70,7 @@
 //! `files` (in the file) and keeps the stored `meta_info` when the snapshot has none (tracked by
 //! a sentinel), and errors change only `error`. So the file view of `apply(mirror, e)` equals the
 //! file view of `apply(full state, e)` for every event. Floats are re-read from the file text,
-//! because `serde_json` without its `float_roundtrip` feature may read them back one ulp off.
+//! so the mirror holds exactly what a reader of the file gets (Go's float text included).
 //!
 //! One writer per directory: the projection takes no lock (its owner is expected to hold the
 //! journal's). Directory and file permission modes are whatever the process umask gives; the

@@ -6,31 +6,12 @@
 //! `*.drifted-<time>`), and the next `tj check` exits 0. A directory that is not a store is a
 //! usage error (exit 2).
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
 
+use common::*;
 use serde_json::Value;
-
-fn tj(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tj"))
-        .args(args)
-        .env_remove("TJ_LOG")
-        .output()
-        .expect("run tj")
-}
-
-fn tj_expect(args: &[&str], code: i32) -> String {
-    let output = tj(args);
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "tj {}\nstdout:\n{}\nstderr:\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
 
 /// Changes the first torrent row (by info hash) the way a Go upsert would; returns its hash.
 fn tamper_sqlite(dir: &Path) -> String {
