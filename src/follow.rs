@@ -359,6 +359,18 @@ struct Cursor {
     offset: u64,
     seq: u64,
     header_checked: bool,
+    /// Whether the segment's frames mark batches (known once the header was checked).
+    marks_batches: bool,
+}
+
+/// What a look at a segment's header found.
+#[derive(Debug)]
+enum HeaderLook {
+    /// The segment was removed (by compaction): locate the cursor's seq again.
+    Gone,
+    /// Shorter than a header while no later segment exists: being created; wait.
+    Torn,
+    Valid(SegmentHeader),
 }
 
 /// What one look at the journal achieved.
@@ -468,6 +480,7 @@ impl Reader {
             offset: SEGMENT_HEADER_BYTES as u64,
             seq: info.first_seq,
             header_checked: false,
+            marks_batches: false,
         });
         Ok(Step::Progress)
     }
@@ -535,9 +548,9 @@ impl Reader {
     }
 
     /// Checks the segment header when the cursor enters a segment. `Ok(false)`: wait.
-    fn check_header(&mut self, cursor: &Cursor) -> Result<Option<bool>> {
+    fn check_header(&mut self, cursor: &Cursor) -> Result<HeaderLook> {
         let Some(n) = self.fill(&cursor.path, 0, SEGMENT_HEADER_BYTES)? else {
-            return Ok(None);
+            return Ok(HeaderLook::Gone);
         };
         if n < SEGMENT_HEADER_BYTES {
             // A header cut by a crash while the segment was created; the writer's recovery
@@ -556,33 +569,10 @@ impl Reader {
                     ),
                 });
             }
-            return Ok(Some(false));
+            return Ok(HeaderLook::Torn);
         }
-        let header = SegmentHeader::decode(&self.buf[..n]).map_err(|err| match err {
-            segment::HeaderError::UnsupportedVersion { found } => Error::UnsupportedVersion {
-                path: cursor.path.clone(),
-                found,
-                supported: segment::FORMAT_VERSION,
-            },
-            other => Error::Corrupt {
-                segment: cursor.path.clone(),
-                offset: 0,
-                seq: None,
-                reason: other.to_string(),
-            },
-        })?;
-        if header.first_seq != cursor.first_seq {
-            return Err(Error::Corrupt {
-                segment: cursor.path.clone(),
-                offset: 12,
-                seq: Some(header.first_seq),
-                reason: format!(
-                    "header says first seq {}, the file name says {}",
-                    header.first_seq, cursor.first_seq
-                ),
-            });
-        }
-        Ok(Some(true))
+        let header = recovery::check_header(&cursor.path, &self.buf[..n], cursor.first_seq)?;
+        Ok(HeaderLook::Valid(header))
     }
 
     /// Reads and delivers from `cursor` until the data (or what may be delivered) ends.
@@ -594,12 +584,15 @@ impl Reader {
     ) -> Result<Step> {
         if !cursor.header_checked {
             match self.check_header(&cursor)? {
-                None => return Ok(Step::Progress), // gone: locate again
-                Some(false) => {
+                HeaderLook::Gone => return Ok(Step::Progress), // locate again
+                HeaderLook::Torn => {
                     self.cursor = Some(cursor);
                     return Ok(Step::Idle);
                 }
-                Some(true) => cursor.header_checked = true,
+                HeaderLook::Valid(header) => {
+                    cursor.header_checked = true;
+                    cursor.marks_batches = header.marks_batches();
+                }
             }
         }
         let mut delivered = false;
@@ -750,6 +743,7 @@ impl Reader {
                 offset: SEGMENT_HEADER_BYTES as u64,
                 seq: next.first_seq,
                 header_checked: false,
+                marks_batches: false,
             });
             return Ok(Step::Progress);
         }
@@ -785,13 +779,18 @@ impl Reader {
         let after_seq = cursor.seq - 1;
         // The durable position covers it: its bytes were complete before we read them.
         let covered = durable.is_some_and(|d| d >= cursor.seq);
-        // A valid frame after it is damage in the middle of the log — unless the writer may
+        // A later batch after it is damage in the middle of the log — unless the writer may
         // still be writing both: it overwrites the zero padding of a preallocated segment in
         // place, and a read racing that copy can see a later page written before an earlier
         // one. Then only the durable position (which will cover it) or sealing decides.
         let may_be_in_progress = durable.is_some_and(|d| d < cursor.seq);
-        let valid_after = segment::find_valid_frame_after(&self.buf[..n], pos + 1, after_seq);
-        if covered || (valid_after.is_some() && !may_be_in_progress) {
+        let later = segment::later_batch_after(
+            &self.buf[..n],
+            pos + 1,
+            after_seq,
+            cursor.marks_batches,
+        );
+        if covered || (later.is_some() && !may_be_in_progress) {
             return Err(damage_error(&cursor, &self.buf[pos..n], &damage));
         }
         let sealed = self
@@ -859,27 +858,5 @@ fn decode_envelope(cursor: &Cursor, pos: usize, found: frame::FrameRef<'_>) -> R
 
 /// The error for damage at the cursor; `bytes` start at the damaged position.
 fn damage_error(cursor: &Cursor, bytes: &[u8], damage: &Damage) -> Error {
-    let segment = cursor.path.clone();
-    let offset = cursor.offset;
-    match *damage {
-        Damage::Frame(FrameError::ChecksumMismatch { expected, got }) => Error::ChecksumMismatch {
-            segment,
-            offset,
-            seq: frame::peek_seq(bytes),
-            expected,
-            got,
-        },
-        Damage::SeqBreak { expected, found } => Error::SequenceBreak {
-            segment,
-            offset,
-            expected,
-            found,
-        },
-        ref other => Error::Corrupt {
-            segment,
-            offset,
-            seq: frame::peek_seq(bytes).or(Some(cursor.seq)),
-            reason: other.to_string(),
-        },
-    }
+    recovery::damage_error(&cursor.path, bytes, cursor.offset, damage, Some(cursor.seq))
 }

@@ -3,7 +3,8 @@
 //! Layout (little-endian), specified in `docs/FORMAT.md`:
 //!
 //! ```text
-//! 0   u32  payload length in bytes (0 is the end-of-data marker, never a frame)
+//! 0   u32  payload length in bytes (0 is the end-of-data marker, never a frame); since
+//!          format version 2 the top bit marks the first frame of a write batch
 //! 4   u32  CRC32C of bytes 0..4 ++ bytes 8..24 ++ payload (everything but this field)
 //! 8   u64  seq
 //! 16  i64  at: commit time, nanoseconds since the Unix epoch, UTC
@@ -12,9 +13,18 @@
 //!
 //! The CRC covers the length and seq so that a frame cut at a frame boundary, or a stale frame
 //! left from older contents, cannot pass as valid.
+//!
+//! The batch mark exists so that recovery can tell a torn, never-acknowledged final batch from
+//! damage in the middle of the log: a power cut can persist a batch's later pages and lose an
+//! earlier one, and the valid frames after such a hole belong to the same batch (no mark),
+//! whereas a valid frame after real damage starts a later batch (marked).
 
 /// Bytes in a frame header.
 pub const FRAME_HEADER_BYTES: usize = 24;
+
+/// The length field's top bit: set on the first frame of each write batch (format version 2).
+/// Lengths never reach it (the payload limit is 2^28), so version 1 frames never carry it.
+pub const BATCH_START_BIT: u32 = 1 << 31;
 
 /// The largest payload the format allows. Decoding rejects larger lengths as corrupt without
 /// allocating; writers enforce the (smaller) configured `max_event_bytes`.
@@ -25,6 +35,8 @@ pub const MAX_FRAME_PAYLOAD_BYTES: usize = 256 * 1024 * 1024;
 pub struct FrameRef<'a> {
     pub seq: u64,
     pub at_unix_nanos: i64,
+    /// Whether this frame starts a write batch (see [`BATCH_START_BIT`]).
+    pub batch_start: bool,
     pub payload: &'a [u8],
 }
 
@@ -53,16 +65,30 @@ pub enum FrameError {
     ChecksumMismatch { expected: u32, got: u32 },
 }
 
-/// Appends one encoded frame to `out`.
+/// Appends one encoded frame to `out`, marked as a batch of its own: the strict choice, since
+/// recovery then treats any valid frame after damage as proof that the damage is not torn.
 pub fn encode(out: &mut Vec<u8>, seq: u64, at_unix_nanos: i64, payload: &[u8]) {
+    encode_marked(out, seq, at_unix_nanos, payload, true);
+}
+
+/// Appends one encoded frame to `out`; `batch_start` sets [`BATCH_START_BIT`] (only for
+/// segments of format version 2 or later).
+pub fn encode_marked(
+    out: &mut Vec<u8>,
+    seq: u64,
+    at_unix_nanos: i64,
+    payload: &[u8],
+    batch_start: bool,
+) {
     assert!(!payload.is_empty(), "a frame payload is never empty");
     assert!(
         payload.len() <= MAX_FRAME_PAYLOAD_BYTES,
         "frame payload over the format limit"
     );
     let len = payload.len() as u32;
+    let mark = if batch_start { BATCH_START_BIT } else { 0 };
     let start = out.len();
-    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&(len | mark).to_le_bytes());
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(&at_unix_nanos.to_le_bytes());
@@ -85,7 +111,9 @@ pub fn decode(buf: &[u8]) -> Result<FrameRef<'_>, FrameError> {
             available_bytes: buf.len(),
         });
     }
-    let len = u32::from_le_bytes(field(buf, 0)) as usize;
+    let raw_len = u32::from_le_bytes(field(buf, 0));
+    let batch_start = raw_len & BATCH_START_BIT != 0;
+    let len = (raw_len & !BATCH_START_BIT) as usize;
     if len == 0 {
         return Err(if buf[..FRAME_HEADER_BYTES].iter().all(|&b| b == 0) {
             FrameError::EndMarker
@@ -111,6 +139,7 @@ pub fn decode(buf: &[u8]) -> Result<FrameRef<'_>, FrameError> {
     Ok(FrameRef {
         seq: u64::from_le_bytes(field(buf, 8)),
         at_unix_nanos: i64::from_le_bytes(field(buf, 16)),
+        batch_start,
         payload: &buf[FRAME_HEADER_BYTES..total],
     })
 }
@@ -177,6 +206,23 @@ mod tests {
     }
 
     #[test]
+    fn the_batch_mark_round_trips_and_is_covered_by_the_checksum() {
+        let mut buf = Vec::new();
+        encode_marked(&mut buf, 4, 9, b"abc", false);
+        let unmarked = decode(&buf).unwrap();
+        assert!(!unmarked.batch_start);
+        assert_eq!(unmarked.payload, b"abc");
+        assert!(decode(&one(4, b"abc")).unwrap().batch_start);
+
+        buf[3] ^= 0x80; // set the mark without updating the checksum
+        let err = decode(&buf).unwrap_err();
+        assert!(
+            matches!(err, FrameError::ChecksumMismatch { .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
     fn forged_huge_length_is_rejected_without_reading() {
         let mut buf = one(1, b"x");
         buf[..4].copy_from_slice(&u32::MAX.to_le_bytes());
@@ -184,7 +230,7 @@ mod tests {
         assert_eq!(
             err,
             FrameError::LengthTooLarge {
-                len_bytes: u32::MAX as usize
+                len_bytes: (u32::MAX & !BATCH_START_BIT) as usize
             }
         );
     }

@@ -99,6 +99,12 @@ pub struct JournalOptions {
     pub storage: Arc<dyn Storage>,
     /// The source of commit times.
     pub clock: Arc<dyn Clock>,
+    /// The segment format version of segments this writer creates: the current one
+    /// ([`segment::FORMAT_VERSION`]) by default, or 1 for a journal that builds reading only
+    /// version 1 must still open (version 1 cannot mark batches, so recovery cannot tell a
+    /// batch torn by a power cut from damage; see `docs/FORMAT.md`). An existing active
+    /// segment keeps its own version until the writer rotates.
+    pub format_version: u8,
 }
 
 impl Default for JournalOptions {
@@ -112,6 +118,7 @@ impl Default for JournalOptions {
             max_batch_bytes: 8 * 1024 * 1024,
             storage: Arc::new(RealStorage),
             clock: Arc::new(SystemClock),
+            format_version: segment::FORMAT_VERSION,
         }
     }
 }
@@ -173,6 +180,7 @@ impl Journal {
                 .segments
                 .last()
                 .map(|s| (s.path.clone(), recovered.active_len_bytes)),
+            active_marks_batches: recovered.active_marks_batches,
         };
         let status = Arc::new(WriterStatus::default());
         let writer = Writer::start(
@@ -383,6 +391,12 @@ fn validate_options(options: &JournalOptions) -> Result<()> {
             "queue_capacity must be at least 1".into(),
         ));
     }
+    if options.format_version == 0 || options.format_version > segment::FORMAT_VERSION {
+        return Err(Error::InvalidArgument(format!(
+            "format_version must be 1..={}",
+            segment::FORMAT_VERSION
+        )));
+    }
     if let Durability::Interval { interval_ms: 0 } = options.durability {
         return Err(Error::InvalidArgument(
             "durability interval must be at least 1 ms".into(),
@@ -436,7 +450,9 @@ pub fn seal_active_segment(storage: &dyn Storage, dir: &Path) -> Result<Option<P
         return Ok(None);
     }
     let created = crate::model::Timestamp::now().as_unix_nanos();
-    let (_file, path) = writer::create_segment(storage, &journal, recovered.next_seq, created)?;
+    let version = segment::FORMAT_VERSION;
+    let (_file, path) =
+        writer::create_segment(storage, &journal, recovered.next_seq, created, version)?;
     tracing::info!(sealed = %active.path.display(), next = %path.display(), "sealed the active segment");
     Ok(Some(path))
 }

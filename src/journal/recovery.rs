@@ -48,19 +48,26 @@ pub fn list_segments(storage: &dyn Storage, journal_dir: &Path) -> Result<Vec<Se
 /// Reads a segment and checks its header against its name.
 pub fn read_segment(storage: &dyn Storage, info: &SegmentInfo) -> Result<Vec<u8>> {
     let bytes = storage.read_file(&info.path).ctx("read", &info.path)?;
-    let header = SegmentHeader::decode(&bytes).map_err(|err| header_error(&info.path, err))?;
-    if header.first_seq != info.first_seq {
+    check_header(&info.path, &bytes, info.first_seq)?;
+    Ok(bytes)
+}
+
+/// Decodes the header at the start of `bytes` (a segment named for `first_seq`) and checks that
+/// the two agree.
+pub fn check_header(path: &Path, bytes: &[u8], first_seq: u64) -> Result<SegmentHeader> {
+    let header = SegmentHeader::decode(bytes).map_err(|err| header_error(path, err))?;
+    if header.first_seq != first_seq {
         return Err(Error::Corrupt {
-            segment: info.path.clone(),
+            segment: path.to_path_buf(),
             offset: 12,
             seq: Some(header.first_seq),
             reason: format!(
-                "header says first seq {}, the file name says {}",
-                header.first_seq, info.first_seq
+                "header says first seq {}, the file name says {first_seq}",
+                header.first_seq
             ),
         });
     }
-    Ok(bytes)
+    Ok(header)
 }
 
 fn header_error(path: &Path, err: segment::HeaderError) -> Error {
@@ -79,11 +86,18 @@ fn header_error(path: &Path, err: segment::HeaderError) -> Error {
     }
 }
 
-/// The error for damage found at `offset` of `segment`.
-pub fn damage_error(segment: &Path, buf: &[u8], offset: usize, damage: &Damage) -> Error {
-    let seq = frame::peek_seq(&buf[offset..]);
+/// The error for damage found at `offset` of `segment`; `bytes` start at the damaged position.
+/// The seq named is the damaged header's own, or else `expected_seq` (the seq that should have
+/// been there), when the caller knows it.
+pub fn damage_error(
+    segment: &Path,
+    bytes: &[u8],
+    offset: u64,
+    damage: &Damage,
+    expected_seq: Option<u64>,
+) -> Error {
+    let seq = frame::peek_seq(bytes).or(expected_seq);
     let segment = segment.to_path_buf();
-    let offset = offset as u64;
     match *damage {
         Damage::Frame(FrameError::ChecksumMismatch { expected, got }) => Error::ChecksumMismatch {
             segment,
@@ -112,21 +126,25 @@ pub fn damage_error(segment: &Path, buf: &[u8], offset: usize, damage: &Damage) 
 pub enum Ending {
     /// The data ends cleanly at this offset.
     Clean { offset: usize },
-    /// Damage at the very end of the last segment with nothing valid after it: a torn write.
+    /// Damage in the last segment followed by no later batch: a torn final write.
     TornTail { offset: usize },
 }
 
-/// Judges a finished scan. `is_last` is whether this is the journal's last segment;
-/// `last_seq` is the seq of the last valid frame before the stop.
+/// Judges a finished scan of a whole segment (`buf`, header included). `is_last` is whether
+/// this is the journal's last segment; `last_seq` is the seq of the last valid frame before the
+/// stop. Damage is a torn tail only in the last segment and only when no valid frame after it
+/// starts a later batch ([`segment::later_batch_after`]); the durable position bounds it further
+/// (the callers check that).
 pub fn judge(path: &Path, buf: &[u8], stop: &Stop, is_last: bool, last_seq: u64) -> Result<Ending> {
     match stop {
         Stop::Clean { offset } => Ok(Ending::Clean { offset: *offset }),
         Stop::Damaged { offset, damage } => {
-            let valid_after = segment::find_valid_frame_after(buf, offset + 1, last_seq);
-            if is_last && valid_after.is_none() {
+            let marks = segment::buf_marks_batches(buf);
+            let later = segment::later_batch_after(buf, offset + 1, last_seq, marks);
+            if is_last && later.is_none() {
                 Ok(Ending::TornTail { offset: *offset })
             } else {
-                Err(damage_error(path, buf, *offset, damage))
+                Err(damage_error(path, &buf[*offset..], *offset as u64, damage, Some(last_seq + 1)))
             }
         }
     }
@@ -142,6 +160,8 @@ pub struct Recovered {
     pub last_at_unix_nanos: i64,
     /// Length of the valid data in the last segment (where appends continue).
     pub active_len_bytes: u64,
+    /// Whether the last segment's format marks batches (appends must match its version).
+    pub active_marks_batches: bool,
 }
 
 /// Checks every segment; cuts a torn tail of the last one. Requires the writer's lock.
@@ -152,6 +172,7 @@ pub fn recover(storage: &dyn Storage, journal_dir: &Path) -> Result<Recovered> {
     let mut next_seq = segments.first().map_or(1, |s| s.first_seq);
     let mut last_at_unix_nanos = 0;
     let mut active_len_bytes = 0;
+    let mut active_marks_batches = false;
     let mut segments = segments;
     if let Some(last) = segments.last()
         && last.first_seq >= next_seq
@@ -210,6 +231,7 @@ pub fn recover(storage: &dyn Storage, journal_dir: &Path) -> Result<Recovered> {
             file.sync_data().ctx("fdatasync", &info.path)?;
         }
         active_len_bytes = end as u64;
+        active_marks_batches = segment::buf_marks_batches(&buf);
     }
     if next_seq <= durable_seq {
         // The segment that held the acknowledged tail is gone altogether.
@@ -241,6 +263,7 @@ pub fn recover(storage: &dyn Storage, journal_dir: &Path) -> Result<Recovered> {
         next_seq,
         last_at_unix_nanos,
         active_len_bytes,
+        active_marks_batches,
     })
 }
 

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! 0   [u8; 8]  magic "TJSEGMNT"
-//! 8   u8       format version (1)
+//! 8   u8       format version (1 or 2; 2 marks the first frame of each batch)
 //! 9   [u8; 3]  reserved, zero
 //! 12  u64      first seq: the seq of the segment's first frame (also its file name)
 //! 20  i64      created at, nanoseconds since the Unix epoch, UTC
@@ -15,8 +15,10 @@ use super::frame::{self, FRAME_HEADER_BYTES, FrameError, FrameRef};
 
 /// The first eight bytes of every segment.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"TJSEGMNT";
-/// The segment format this build writes, and the newest it reads.
-pub const FORMAT_VERSION: u8 = 1;
+/// The segment format this build writes by default, and the newest it reads.
+pub const FORMAT_VERSION: u8 = 2;
+/// The first format version whose frames mark the start of each write batch.
+pub const FIRST_VERSION_MARKING_BATCHES: u8 = 2;
 /// Bytes in a segment header; the first frame starts here.
 pub const SEGMENT_HEADER_BYTES: usize = 32;
 /// File-name suffix of segments.
@@ -57,6 +59,11 @@ impl std::fmt::Display for HeaderError {
 }
 
 impl SegmentHeader {
+    /// Whether this segment's frames mark the first frame of each write batch.
+    pub fn marks_batches(&self) -> bool {
+        self.version >= FIRST_VERSION_MARKING_BATCHES
+    }
+
     /// The 32 header bytes.
     pub fn encode(&self) -> [u8; SEGMENT_HEADER_BYTES] {
         let mut out = [0u8; SEGMENT_HEADER_BYTES];
@@ -269,6 +276,39 @@ pub fn find_valid_frame_after(buf: &[u8], from: usize, after_seq: u64) -> Option
     })
 }
 
+/// Whether the segment whose whole bytes (header included) are `buf` marks batches. A buffer
+/// without a readable header counts as unmarked, the strict reading.
+pub fn buf_marks_batches(buf: &[u8]) -> bool {
+    SegmentHeader::decode(buf).is_ok_and(|header| header.marks_batches())
+}
+
+/// The offset of the first valid frame at or after `from` that starts a batch later than the
+/// one holding the damage before `from`, if any; `after_seq` is the last valid seq before the
+/// damage. Without batch marks (format version 1) every valid frame counts as a later batch.
+///
+/// This decides "torn final write" against "damage in the middle of the log": a power cut can
+/// persist a batch's later pages and lose an earlier one, leaving valid frames after a hole,
+/// but those frames are of the same, never-acknowledged batch. A later batch is written only
+/// after the earlier one was acknowledged (under `EveryBatch`), so damage before it is real.
+pub fn later_batch_after(
+    buf: &[u8],
+    from: usize,
+    after_seq: u64,
+    marks_batches: bool,
+) -> Option<usize> {
+    let mut from = from;
+    loop {
+        let offset = find_valid_frame_after(buf, from, after_seq)?;
+        let Ok(found) = frame::decode(&buf[offset..]) else {
+            return Some(offset); // unreachable: the search decoded it; stay strict anyway
+        };
+        if !marks_batches || found.batch_start {
+            return Some(offset);
+        }
+        from = offset + found.encoded_len();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,5 +389,42 @@ mod tests {
         let third = second + FRAME_HEADER_BYTES + 6;
         assert_eq!(find_valid_frame_after(&damaged, second + 1, 1), Some(third));
         assert_eq!(find_valid_frame_after(&damaged, third + 1, 1), None);
+    }
+
+    /// A segment of two batches: frames 1-2, then 3-5 (first frames marked).
+    fn two_batches() -> (Vec<u8>, [usize; 5]) {
+        let header = SegmentHeader {
+            version: FORMAT_VERSION,
+            first_seq: 1,
+            created_unix_nanos: 5,
+        };
+        let mut buf = header.encode().to_vec();
+        let mut offsets = [0; 5];
+        for (i, offset) in offsets.iter_mut().enumerate() {
+            *offset = buf.len();
+            let starts = i == 0 || i == 2;
+            frame::encode_marked(&mut buf, i as u64 + 1, 10, b"payload", starts);
+        }
+        (buf, offsets)
+    }
+
+    #[test]
+    fn only_a_marked_frame_after_damage_proves_a_later_batch() {
+        let (buf, at) = two_batches();
+        assert!(buf_marks_batches(&buf));
+        // Damage in frame 4 (inside the final batch): frame 5 is of the same batch.
+        let mut torn = buf.clone();
+        torn[at[3] + FRAME_HEADER_BYTES] ^= 1;
+        assert_eq!(later_batch_after(&torn, at[3] + 1, 3, true), None);
+        // Without marks (version 1 rules) frame 5 counts as later.
+        assert_eq!(later_batch_after(&torn, at[3] + 1, 3, false), Some(at[4]));
+        // Damage in frame 2 (the first batch): frame 3 starts a later batch.
+        let mut middle = buf.clone();
+        middle[at[1] + FRAME_HEADER_BYTES] ^= 1;
+        assert_eq!(later_batch_after(&middle, at[1] + 1, 1, true), Some(at[2]));
+        // Damage in frame 3 (the final batch's first frame): frames 4 and 5 are unmarked.
+        let mut first = buf.clone();
+        first[at[2] + FRAME_HEADER_BYTES] ^= 1;
+        assert_eq!(later_batch_after(&first, at[2] + 1, 2, true), None);
     }
 }

@@ -442,19 +442,21 @@ fn walk_segment(
             (pos, next_seq) = (offset, found);
             continue;
         }
-        let resync = segment::find_valid_frame_after(bytes, offset + 1, next_seq - 1);
-        let end = resync.unwrap_or(bytes.len());
-        let torn = durable_tail.is_some_and(|durable_seq| next_seq > durable_seq);
-        let kind = if resync.is_none() && torn {
-            ProblemKind::TornTail
-        } else {
-            ProblemKind::DamagedFrame
-        };
-        let damaged = &bytes[offset..end];
-        visitor.problem(
-            problem(kind, offset, seq, damage.to_string(), damaged),
-            damaged,
-        );
+        let after_seq = next_seq - 1;
+        let later = segment::later_batch_after(bytes, offset + 1, after_seq, header.marks_batches());
+        let past_durable = durable_tail.is_some_and(|durable_seq| next_seq > durable_seq);
+        if later.is_none() && past_durable {
+            // A torn final write: what follows (if anything) is of the same unacknowledged batch.
+            let end = bytes.iter().rposition(|&b| b != 0).map_or(offset, |i| (i + 1).max(offset));
+            let damaged = &bytes[offset..end];
+            let p = problem(ProblemKind::TornTail, offset, seq, damage.to_string(), damaged);
+            visitor.problem(p, damaged);
+            return Some(next_seq);
+        }
+        let resync = segment::find_valid_frame_after(bytes, offset + 1, after_seq);
+        let damaged = &bytes[offset..resync.unwrap_or(bytes.len())];
+        let p = problem(ProblemKind::DamagedFrame, offset, seq, damage.to_string(), damaged);
+        visitor.problem(p, damaged);
         let Some(resync) = resync else {
             return Some(next_seq);
         };

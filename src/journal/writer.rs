@@ -118,6 +118,8 @@ pub(crate) struct StartPosition {
     pub last_at_unix_nanos: i64,
     /// The last segment and the length of its valid data, or `None` to create the first one.
     pub active: Option<(PathBuf, u64)>,
+    /// Whether the active segment's format marks batches (false for a version 1 segment).
+    pub active_marks_batches: bool,
 }
 
 pub(crate) struct Writer {
@@ -128,6 +130,10 @@ pub(crate) struct Writer {
     segment_size_bytes: u64,
     preallocate_bytes: u64,
     max_batch_bytes: usize,
+    /// The format version of segments this writer creates.
+    format_version: u8,
+    /// Whether the active segment marks the first frame of each batch (its version ≥ 2).
+    active_marks_batches: bool,
     file: Box<dyn StorageFile>,
     active_path: PathBuf,
     /// Where the active segment's data ends (the next frame goes here).
@@ -157,16 +163,18 @@ impl Writer {
         listener: Option<CommitListener>,
     ) -> Result<Self> {
         let storage = Arc::clone(&options.storage);
-        let (file, active_path, active_len_bytes) = match position.active {
+        let version = options.format_version;
+        let (file, active_path, active_len_bytes, active_marks_batches) = match position.active {
             Some((path, len)) => {
                 let file = storage.open_append(&path).ctx("open", &path)?;
-                (file, path, len)
+                (file, path, len, position.active_marks_batches)
             }
             None => {
                 let created = options.clock.now().as_unix_nanos();
                 let (file, path) =
-                    create_segment(&*storage, &journal_dir, position.next_seq, created)?;
-                (file, path, SEGMENT_HEADER_BYTES as u64)
+                    create_segment(&*storage, &journal_dir, position.next_seq, created, version)?;
+                let marks = version >= segment::FIRST_VERSION_MARKING_BATCHES;
+                (file, path, SEGMENT_HEADER_BYTES as u64, marks)
             }
         };
         let last_seq = position.next_seq - 1;
@@ -189,6 +197,8 @@ impl Writer {
             segment_size_bytes: options.segment_size_bytes,
             preallocate_bytes: options.preallocate_bytes,
             max_batch_bytes: options.max_batch_bytes,
+            format_version: version,
+            active_marks_batches,
             file,
             active_path,
             active_len_bytes,
@@ -282,7 +292,10 @@ impl Writer {
         self.buf.clear();
         let mut seq = self.next_seq;
         for payload in batch.iter().flat_map(|r| &r.payloads) {
-            frame::encode(&mut self.buf, seq, at.as_unix_nanos(), payload);
+            // The batch's first frame is marked, so recovery can tell this batch torn by a power
+            // cut (valid frames after a hole, none marked) from damage before a later batch.
+            let batch_start = self.active_marks_batches && seq == self.next_seq;
+            frame::encode_marked(&mut self.buf, seq, at.as_unix_nanos(), payload, batch_start);
             seq += 1;
         }
         let data_len_bytes = self.buf.len() as u64;
@@ -422,9 +435,11 @@ impl Writer {
         self.sync_pending()?;
         self.trim_padding()?;
         let created = self.clock.now().as_unix_nanos();
+        let version = self.format_version;
         let (file, path) =
-            create_segment(&*self.storage, &self.journal_dir, self.next_seq, created)?;
+            create_segment(&*self.storage, &self.journal_dir, self.next_seq, created, version)?;
         debug!(segment = %path.display(), "rotated");
+        self.active_marks_batches = version >= segment::FIRST_VERSION_MARKING_BATCHES;
         self.file = file;
         self.active_path = path;
         self.active_len_bytes = SEGMENT_HEADER_BYTES as u64;
@@ -439,11 +454,12 @@ pub(crate) fn create_segment(
     journal_dir: &std::path::Path,
     first_seq: u64,
     created_unix_nanos: i64,
+    version: u8,
 ) -> Result<(Box<dyn StorageFile>, PathBuf)> {
     let path = journal_dir.join(segment::file_name(first_seq));
     let tmp = storage::tmp_path(&path);
     let header = SegmentHeader {
-        version: segment::FORMAT_VERSION,
+        version,
         first_seq,
         created_unix_nanos,
     };
