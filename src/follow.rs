@@ -784,12 +784,8 @@ impl Reader {
         // place, and a read racing that copy can see a later page written before an earlier
         // one. Then only the durable position (which will cover it) or sealing decides.
         let may_be_in_progress = durable.is_some_and(|d| d < cursor.seq);
-        let later = segment::later_batch_after(
-            &self.buf[..n],
-            pos + 1,
-            after_seq,
-            cursor.marks_batches,
-        );
+        let later =
+            segment::later_batch_after(&self.buf[..n], pos + 1, after_seq, cursor.marks_batches);
         if covered || (later.is_some() && !may_be_in_progress) {
             return Err(damage_error(&cursor, &self.buf[pos..n], &damage));
         }

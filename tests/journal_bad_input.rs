@@ -135,14 +135,14 @@ fn an_empty_batch_is_an_invalid_argument_and_writes_nothing() {
 
 #[test]
 fn a_segment_from_a_newer_format_version_is_refused_untouched() {
-    // A valid version-2 header (its CRC is right) followed by a well-formed frame.
+    // A valid header of the next version (its CRC is right) followed by a well-formed frame.
     let header = SegmentHeader {
-        version: 2,
+        version: 3,
         first_seq: 1,
         created_unix_nanos: 1_700_000_000_000_000_000,
     }
     .encode();
-    assert_eq!(header[8], 2);
+    assert_eq!(header[8], 3);
     let mut bytes = header.to_vec();
     let payload = event::encode(&small_event(1)).unwrap();
     frame::encode(&mut bytes, 1, 1_700_000_000_000_000_000, &payload);
@@ -159,11 +159,11 @@ fn a_segment_from_a_newer_format_version_is_refused_untouched() {
                 found,
                 supported,
             } => {
-                assert_eq!(found, 2, "{what}");
-                assert_eq!(supported, 1, "{what}");
+                assert_eq!(found, 3, "{what}");
+                assert_eq!(supported, 2, "{what}");
                 assert_eq!(reported, path, "{what}");
                 assert!(
-                    text.contains("format version 2") && text.contains("up to version 1"),
+                    text.contains("format version 3") && text.contains("up to version 2"),
                     "{what}: {text}"
                 );
             }
@@ -181,7 +181,7 @@ fn a_segment_from_a_newer_format_version_is_refused_untouched() {
     let report = journal::verify(&storage, Path::new(SIM_DIR)).unwrap();
     assert_eq!(report.problems.len(), 1, "{report:?}");
     assert_eq!(report.problems[0].kind, journal::ProblemKind::BadHeader);
-    assert!(report.problems[0].detail.contains("version 2"));
+    assert!(report.problems[0].detail.contains("version 3"));
 
     // Untouched: same bytes, no .broken, no .tmp, nothing truncated.
     assert_eq!(snapshot_files(&storage), before);
@@ -193,7 +193,7 @@ fn a_newer_version_in_a_later_segment_is_refused_and_the_older_ones_are_untouche
     let storage = sim_journal(5, 1 << 20);
     let next = segment::file_name(6);
     let header = SegmentHeader {
-        version: 2,
+        version: 3,
         first_seq: 6,
         created_unix_nanos: 1_700_000_000_000_000_000,
     };
@@ -204,7 +204,7 @@ fn a_newer_version_in_a_later_segment_is_refused_and_the_older_ones_are_untouche
     assert!(
         matches!(
             &err,
-            Error::UnsupportedVersion { path, found: 2, supported: 1 }
+            Error::UnsupportedVersion { path, found: 3, supported: 2 }
                 if path.ends_with(&next)
         ),
         "{err:?}"

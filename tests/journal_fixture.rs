@@ -146,7 +146,12 @@ fn current_writer_segments(version: u8) -> Vec<(String, Vec<u8>)> {
 /// The segments the current writer produces for `events`: (file name, bytes).
 fn segments_for(events: Vec<Event>, version: u8) -> Vec<(String, Vec<u8>)> {
     let storage = SimStorage::new();
-    write_journal(Arc::new(storage.clone()), Path::new(GEN_DIR), events, version);
+    write_journal(
+        Arc::new(storage.clone()),
+        Path::new(GEN_DIR),
+        events,
+        version,
+    );
     let reader = JournalReader::with_storage(Arc::new(storage.clone()), GEN_DIR).unwrap();
     reader
         .segments()
@@ -355,7 +360,9 @@ fn the_v2_fixture_holds_the_v1_events_with_batch_marks() {
         marked.extend(frames.map(|f| f.frame.batch_start));
     }
     // Appends of three events that never straddle a rotation: every third frame is marked.
-    let expected: Vec<bool> = (0..marked.len()).map(|i| i % V2_BATCH_EVENTS == 0).collect();
+    let expected: Vec<bool> = (0..marked.len())
+        .map(|i| i % V2_BATCH_EVENTS == 0)
+        .collect();
     assert_eq!(marked, expected);
 }
 

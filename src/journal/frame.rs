@@ -144,6 +144,12 @@ pub fn decode(buf: &[u8]) -> Result<FrameRef<'_>, FrameError> {
     })
 }
 
+/// The payload length a header claims, batch mark removed, without verifying anything (for
+/// reports on damaged bytes).
+pub fn peek_len(buf: &[u8]) -> Option<usize> {
+    (buf.len() >= 4).then(|| (u32::from_le_bytes(field(buf, 0)) & !BATCH_START_BIT) as usize)
+}
+
 /// The seq field of a header, without verifying anything (for error messages).
 pub fn peek_seq(buf: &[u8]) -> Option<u64> {
     (buf.len() >= 16).then(|| u64::from_le_bytes(field(buf, 8)))

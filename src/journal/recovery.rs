@@ -144,7 +144,13 @@ pub fn judge(path: &Path, buf: &[u8], stop: &Stop, is_last: bool, last_seq: u64)
             if is_last && later.is_none() {
                 Ok(Ending::TornTail { offset: *offset })
             } else {
-                Err(damage_error(path, &buf[*offset..], *offset as u64, damage, Some(last_seq + 1)))
+                Err(damage_error(
+                    path,
+                    &buf[*offset..],
+                    *offset as u64,
+                    damage,
+                    Some(last_seq + 1),
+                ))
             }
         }
     }

@@ -443,19 +443,35 @@ fn walk_segment(
             continue;
         }
         let after_seq = next_seq - 1;
-        let later = segment::later_batch_after(bytes, offset + 1, after_seq, header.marks_batches());
+        let later =
+            segment::later_batch_after(bytes, offset + 1, after_seq, header.marks_batches());
         let past_durable = durable_tail.is_some_and(|durable_seq| next_seq > durable_seq);
         if later.is_none() && past_durable {
             // A torn final write: what follows (if anything) is of the same unacknowledged batch.
-            let end = bytes.iter().rposition(|&b| b != 0).map_or(offset, |i| (i + 1).max(offset));
+            let end = bytes
+                .iter()
+                .rposition(|&b| b != 0)
+                .map_or(offset, |i| (i + 1).max(offset));
             let damaged = &bytes[offset..end];
-            let p = problem(ProblemKind::TornTail, offset, seq, damage.to_string(), damaged);
+            let p = problem(
+                ProblemKind::TornTail,
+                offset,
+                seq,
+                damage.to_string(),
+                damaged,
+            );
             visitor.problem(p, damaged);
             return Some(next_seq);
         }
         let resync = segment::find_valid_frame_after(bytes, offset + 1, after_seq);
         let damaged = &bytes[offset..resync.unwrap_or(bytes.len())];
-        let p = problem(ProblemKind::DamagedFrame, offset, seq, damage.to_string(), damaged);
+        let p = problem(
+            ProblemKind::DamagedFrame,
+            offset,
+            seq,
+            damage.to_string(),
+            damaged,
+        );
         visitor.problem(p, damaged);
         let Some(resync) = resync else {
             return Some(next_seq);
@@ -529,9 +545,7 @@ fn affected_torrents(damaged: &[u8]) -> Vec<InfoHash> {
     let mut torrents = Vec::new();
     let mut pos = 0;
     while pos + frame::FRAME_HEADER_BYTES < damaged.len() {
-        let mut len = [0u8; 4];
-        len.copy_from_slice(&damaged[pos..pos + 4]);
-        let len = u32::from_le_bytes(len) as usize;
+        let len = frame::peek_len(&damaged[pos..]).unwrap_or(0);
         let end = pos + frame::FRAME_HEADER_BYTES + len;
         if len == 0 || end > damaged.len() {
             break;

@@ -436,8 +436,13 @@ impl Writer {
         self.trim_padding()?;
         let created = self.clock.now().as_unix_nanos();
         let version = self.format_version;
-        let (file, path) =
-            create_segment(&*self.storage, &self.journal_dir, self.next_seq, created, version)?;
+        let (file, path) = create_segment(
+            &*self.storage,
+            &self.journal_dir,
+            self.next_seq,
+            created,
+            version,
+        )?;
         debug!(segment = %path.display(), "rotated");
         self.active_marks_batches = version >= segment::FIRST_VERSION_MARKING_BATCHES;
         self.file = file;

@@ -91,7 +91,8 @@ pub fn frame_starts(bytes: &[u8]) -> Vec<usize> {
     let mut pos = journal::segment::SEGMENT_HEADER_BYTES;
     while pos < bytes.len() {
         starts.push(pos);
-        let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+        let raw = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap());
+        let len = (raw & !journal::frame::BATCH_START_BIT) as usize;
         pos += journal::frame::FRAME_HEADER_BYTES + len;
     }
     starts.push(pos);
