@@ -140,7 +140,9 @@ fn durable_seq(axis: DurableAxis, written: &Written, batch: usize) -> Option<u64
 /// A fresh simulated store holding `image` as its only segment and the durable position.
 fn store_with(written: &Written, image: &[u8], durable: Option<u64>) -> SimStorage {
     let storage = SimStorage::new();
-    storage.create_dir_all(written.segment.parent().unwrap()).unwrap();
+    storage
+        .create_dir_all(written.segment.parent().unwrap())
+        .unwrap();
     storage.put_file(&written.segment, image.to_vec());
     if let Some(seq) = durable {
         let position = DurablePosition {

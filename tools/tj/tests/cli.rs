@@ -131,8 +131,8 @@ fn a_damaged_byte_makes_verify_exit_1_naming_the_segment_and_offset() {
     // The frame holding the middle byte: that is where verify must report the damage.
     let mut frame_start = SEGMENT_HEADER_BYTES;
     loop {
-        let len = u32::from_le_bytes(bytes[frame_start..frame_start + 4].try_into().unwrap());
-        let end = frame_start + FRAME_HEADER_BYTES + len as usize;
+        let len = torrent_journal::journal::frame::peek_len(&bytes[frame_start..]).unwrap();
+        let end = frame_start + FRAME_HEADER_BYTES + len;
         if end > middle {
             break;
         }
