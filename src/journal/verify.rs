@@ -259,12 +259,17 @@ pub trait Visitor {
 pub fn walk(storage: &dyn Storage, dir: &Path, visitor: &mut dyn Visitor) -> Result<()> {
     let journal_dir = super::journal_dir(dir);
     let durable_seq = super::durable::read_in(storage, &journal_dir)?.map_or(0, |p| p.seq);
-    let segments = recovery::list_segments(storage, &journal_dir)?;
+    let mut segments = recovery::list_segments(storage, &journal_dir)?;
+    let first_listed = segments.first().map(|s| s.first_seq);
+    let mut last_walked: Option<SegmentInfo> = None;
     let mut expected_seq: Option<u64> = None;
-    for (index, info) in segments.iter().enumerate() {
+    let mut index = 0;
+    while index < segments.len() {
+        let info = segments[index].clone();
         let is_last = index + 1 == segments.len();
+        index += 1;
         let read = if is_last {
-            read_last_segment(storage, &journal_dir, info, durable_seq)
+            read_last_segment(storage, &journal_dir, &info, durable_seq)
         } else {
             storage
                 .read_file(&info.path)
@@ -274,12 +279,16 @@ pub fn walk(storage: &dyn Storage, dir: &Path, visitor: &mut dyn Visitor) -> Res
             Ok(read) => read,
             Err(err)
                 if err.kind() == std::io::ErrorKind::NotFound
-                    && removed_by_compaction(storage, &journal_dir, info) =>
+                    && removed_by_compaction(storage, &journal_dir, &info) =>
             {
                 // A concurrent compaction removed it after the listing (a snapshot holds its
-                // events): not a problem; the walk goes on with the segments after it.
+                // events): not a problem. The listing is stale (the writer may have rotated
+                // too): go on with what follows this segment now.
                 tracing::debug!(segment = %info.path.display(), "removed by a compaction meanwhile");
                 expected_seq = None;
+                segments = recovery::list_segments(storage, &journal_dir)?;
+                segments.retain(|s| s.first_seq > info.first_seq);
+                index = 0;
                 continue;
             }
             Err(err) => {
@@ -294,17 +303,17 @@ pub fn walk(storage: &dyn Storage, dir: &Path, visitor: &mut dyn Visitor) -> Res
                 };
                 visitor.problem(problem, &[]);
                 expected_seq = None;
+                last_walked = Some(info);
                 continue;
             }
         };
         let tail = is_last.then_some(tail_durable_seq);
-        expected_seq = walk_segment(info, &bytes, tail, expected_seq, visitor);
+        expected_seq = walk_segment(&info, &bytes, tail, expected_seq, visitor);
+        last_walked = Some(info);
     }
-    let next_seq = expected_seq
-        .or(segments.first().map(|s| s.first_seq))
-        .unwrap_or(1);
+    let next_seq = expected_seq.or(first_listed).unwrap_or(1);
     if next_seq <= durable_seq {
-        let (segment, offset) = match segments.last() {
+        let (segment, offset) = match &last_walked {
             Some(last) => (last.path.clone(), storage.file_len(&last.path).unwrap_or(0)),
             None => (journal_dir.clone(), 0),
         };
