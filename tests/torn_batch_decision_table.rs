@@ -15,16 +15,26 @@
 //! - damage covered by the durable position is always refused, naming segment, offset and seq;
 //! - damage in the batch before the final one (a later batch follows) is always refused;
 //! - a refused open changes no byte.
+//!
+//! And the snapshot axis, at the store level: the same torn final batch (every page subset,
+//! durable position missing or before it) in a store that was never compacted, one compacted
+//! twice (snapshots hold the early events, their segments are gone), and one whose newest
+//! snapshot is also damaged: the open succeeds and the state at the head equals the reducer's
+//! fold of exactly the events kept (from an uncompacted, untorn twin of the store).
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use torrent_journal::compaction::{self, CompactOptions};
 use torrent_journal::event::Event;
+use torrent_journal::history::{self, Target};
 use torrent_journal::journal::durable::{self, DurablePosition};
 use torrent_journal::journal::{self, JournalOptions};
 use torrent_journal::model::Timestamp;
+use torrent_journal::state::{self, State};
+use torrent_journal::storage::CrashFill;
 use torrent_journal::storage::{SimStorage, Storage};
 use torrent_journal::{Error, Journal};
 
@@ -350,4 +360,179 @@ fn a_format_2_torn_final_batch_with_frames_after_the_hole_opens() {
     let image_v1 = torn_image(&written_v1, 2, &batch_pages[..1]);
     let storage = store_with(&written_v1, &image_v1, Some(first - 1));
     assert!(Journal::open_with(SIM_DIR, options(&storage, 1)).is_err());
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum SnapshotAxis {
+    /// Never compacted: the journal starts at seq 1.
+    None,
+    /// Compacted twice: the early segments are gone, snapshots hold their events.
+    Compacted,
+    /// Compacted twice, and a bit of the newest snapshot flipped.
+    NewestDamaged,
+}
+
+/// Events (~1 KB) appended one per batch before (and between) compactions.
+const EARLY_EVENTS: u64 = 40;
+
+/// Writes the store of one snapshot axis: early events (compacted as the axis says), then the
+/// batches of [`BATCH_EVENTS`]. Returns the storage and the last segment's path.
+fn write_store(axis: SnapshotAxis) -> (SimStorage, PathBuf) {
+    let storage = SimStorage::new();
+    let clock = clock();
+    let open = || {
+        let options = JournalOptions {
+            storage: Arc::new(storage.clone()),
+            clock: clock.clone(),
+            segment_size_bytes: 4096,
+            ..JournalOptions::default()
+        };
+        Journal::open_with(SIM_DIR, options).unwrap()
+    };
+    let compact = || {
+        if axis != SnapshotAxis::None {
+            let options = CompactOptions::default();
+            compaction::compact(Arc::new(storage.clone()), SIM_DIR, &options).unwrap();
+        }
+    };
+    for round in 0..2 {
+        let journal = open();
+        for n in 0..EARLY_EVENTS / 2 {
+            clock.advance(std::time::Duration::from_secs(1));
+            journal
+                .append(&torrent_event(1000 + round * 100 + n))
+                .unwrap();
+        }
+        journal.close().unwrap();
+        compact();
+    }
+    let journal = open();
+    let mut n = 0;
+    for count in BATCH_EVENTS {
+        clock.advance(std::time::Duration::from_secs(1));
+        let events: Vec<Event> = (0..count).map(|i| torrent_event(n + i)).collect();
+        journal.append_all(&events).unwrap();
+        n += count;
+    }
+    journal.close().unwrap();
+    if axis == SnapshotAxis::NewestDamaged {
+        let newest = storage
+            .list_dir(&Path::new(SIM_DIR).join("snapshots"))
+            .unwrap()
+            .into_iter()
+            .filter(|name| name.ends_with(".snap"))
+            .max()
+            .unwrap();
+        let path = Path::new(SIM_DIR).join("snapshots").join(newest);
+        let mut bytes = storage.file_bytes(&path).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x08;
+        storage.put_file(&path, bytes);
+    }
+    let last = common::segments(&storage).pop().unwrap();
+    (storage, last)
+}
+
+/// The reducer's state after seq `last_seq` of the uncompacted, untorn twin store.
+fn reference_state(twin: &SimStorage, last_seq: u64) -> State {
+    let reader =
+        torrent_journal::JournalReader::with_storage(Arc::new(twin.clone()), SIM_DIR).unwrap();
+    let mut state = State::default();
+    for envelope in reader.events(1).unwrap() {
+        let envelope = envelope.unwrap();
+        if envelope.seq > last_seq {
+            break;
+        }
+        state::apply(&mut state, &envelope);
+    }
+    state
+}
+
+#[test]
+fn a_torn_final_batch_opens_to_the_reducers_state_whatever_the_snapshots() {
+    let (twin, _) = write_store(SnapshotAxis::None);
+    let mut cases = 0;
+    let mut newest_used = None;
+    for axis in [
+        SnapshotAxis::None,
+        SnapshotAxis::Compacted,
+        SnapshotAxis::NewestDamaged,
+    ] {
+        let (store, last_segment) = write_store(axis);
+        let bytes = store.file_bytes(&last_segment).unwrap();
+        let starts = frame_starts(&bytes);
+        let final_count = *BATCH_EVENTS.last().unwrap() as usize;
+        let frames = starts[starts.len() - 1 - final_count..starts.len() - 1].to_vec();
+        let end = *starts.last().unwrap();
+        let head = torrent_journal::JournalReader::with_storage(Arc::new(store.clone()), SIM_DIR)
+            .unwrap()
+            .head()
+            .unwrap()
+            .unwrap()
+            .0;
+        let first_of_batch = head - final_count as u64 + 1;
+        if axis != SnapshotAxis::None {
+            assert!(
+                common::segments(&store).len() < common::segments(&twin).len(),
+                "{axis:?}: compacted"
+            );
+        }
+        for lost in lossy_subsets(&pages(frames[0], end)) {
+            let mut image = bytes.clone();
+            for &page in &lost {
+                let from = (page * PAGE_BYTES).max(frames[0]);
+                let to = ((page + 1) * PAGE_BYTES).min(end);
+                image[from..to].fill(0);
+            }
+            image.resize(image.len() + PADDING_BYTES, 0);
+            let intact = frames
+                .iter()
+                .chain([&end])
+                .collect::<Vec<_>>()
+                .windows(2)
+                .take_while(|w| image[*w[0]..*w[1]] == bytes[*w[0]..*w[1]])
+                .count();
+            let last_seq = first_of_batch - 1 + intact as u64;
+            for durable in [None, Some(first_of_batch - 1)] {
+                cases += 1;
+                let label = format!("{axis:?} lost pages {lost:?} durable {durable:?}");
+                let storage = store.crash(CrashFill::Drop);
+                storage.put_file(&last_segment, image.clone());
+                let durable_path = durable::path(&Path::new(SIM_DIR).join("journal"));
+                match durable {
+                    Some(seq) => {
+                        let at = Timestamp::from_unix_nanos(1);
+                        storage.put_file(
+                            &durable_path,
+                            durable::encode(DurablePosition { seq, at }).to_vec(),
+                        );
+                    }
+                    None => {
+                        let _ = storage.remove_file(&durable_path);
+                    }
+                }
+                let journal = Journal::open_with(SIM_DIR, options(&storage, 2))
+                    .unwrap_or_else(|e| panic!("{label}: {e}"));
+                journal.close().unwrap();
+                let at_head = history::state_at(Arc::new(storage.clone()), SIM_DIR, Target::Head)
+                    .unwrap_or_else(|e| panic!("{label}: {e}"));
+                assert_eq!(at_head.seq, last_seq, "{label}");
+                match axis {
+                    SnapshotAxis::None => assert_eq!(at_head.snapshot, None, "{label}"),
+                    SnapshotAxis::Compacted => newest_used = at_head.snapshot,
+                    SnapshotAxis::NewestDamaged => assert!(
+                        at_head.snapshot.is_some() && at_head.snapshot < newest_used,
+                        "{label}: fell back to the previous snapshot ({:?} < {newest_used:?})",
+                        at_head.snapshot
+                    ),
+                }
+                assert!(
+                    at_head.state == reference_state(&twin, last_seq),
+                    "{label}: state differs"
+                );
+            }
+        }
+    }
+    assert!(cases >= 3 * 2 * 7, "{cases} cases");
+    eprintln!("snapshot axis: {cases} cases, every one opened to the reducer's state");
 }
