@@ -520,6 +520,67 @@ mod tests {
     }
 
     #[test]
+    fn apply_noting_reports_each_row_change_in_order_and_needs_lists_what_is_read() {
+        let (t1, t2) = (torrent(6), torrent(7));
+        let sample = |t: &TorrentState| TorrentMetrics {
+            info_hash: t.info_hash,
+            timestamp: at(3),
+            ..TorrentMetrics::default()
+        };
+        let envelopes: Vec<Envelope> = vec![
+            hook(HookEvent::TorrentAdded, t1.clone(), json!({})),
+            Event::MetricsRecorded {
+                samples: vec![sample(&t1), sample(&t2)],
+            },
+            hook(HookEvent::TorrentError, t2.clone(), json!({"error": "x"})),
+            Event::MetricsPurged { older_than: at(1) },
+            Event::SessionConfigSaved {
+                config: Box::new(SessionConfiguration::sample()),
+            },
+            Event::TorrentDeleted {
+                info_hash: t1.info_hash,
+            },
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| Envelope::new(i as u64 + 1, at(i as i64), e))
+        .collect();
+        let mut state = State::default();
+        let mut changes = Vec::new();
+        for envelope in &envelopes {
+            apply_noting(&mut state, envelope, &mut |c| changes.push(c));
+        }
+        let kept = sample(&t1);
+        assert_eq!(
+            changes,
+            vec![
+                Change::TorrentWritten(t1.info_hash),
+                Change::MetricKept(&kept), // t2 is not known yet: its sample is dropped
+                Change::TorrentWritten(t2.info_hash),
+                Change::MetricsPurged(at(1)),
+                Change::SessionWritten,
+                Change::TorrentRemoved(t1.info_hash),
+            ]
+        );
+        assert_eq!(state, State::from_envelopes(&envelopes));
+
+        let mut needed = Vec::new();
+        for envelope in &envelopes {
+            needs(&envelope.event, |h, n| needed.push((h, n)));
+        }
+        assert_eq!(
+            needed,
+            vec![
+                (t1.info_hash, Needs::Nothing),
+                (t1.info_hash, Needs::Existence),
+                (t2.info_hash, Needs::Existence),
+                (t2.info_hash, Needs::Content),
+                (t1.info_hash, Needs::Nothing),
+            ]
+        );
+    }
+
+    #[test]
     #[should_panic(expected = "seq order")]
     fn out_of_order_application_is_a_bug() {
         let mut state = State::default();
