@@ -1103,8 +1103,8 @@ fn top_level_number(bytes: &[u8], key: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::SimStorage;
     use crate::event::Event;
+    use crate::storage::SimStorage;
 
     fn sample(n: u8) -> TorrentState {
         TorrentState::sample(
