@@ -468,11 +468,8 @@ fn archive_segment(
 ) -> Result<PathBuf> {
     create_dir_durably(storage, archive)?;
     let bytes = recovery::read_segment(storage, segment)?;
-    let name = segment.path.file_name().ok_or_else(|| {
-        Error::InvalidArgument(format!(
-            "segment path {} has no name",
-            segment.path.display()
-        ))
+    let name = segment.path.file_name().ok_or_else(|| Error::Internal {
+        what: format!("segment path {} has no name", segment.path.display()),
     })?;
     let copy = archive.join(name);
     storage::write_atomic(storage, &copy, &bytes).ctx("archive segment", &copy)?;

@@ -135,7 +135,33 @@ pub enum Error {
     #[error("another compaction is running on {dir}{}", holder_suffix(.pid))]
     CompactionRunning { dir: PathBuf, pid: Option<u32> },
 
-    /// A caller passed something unusable (bad path, bad option, bad range).
+    /// A SQLite call of the SQLite projection failed and the database is not damaged: it
+    /// cannot be opened or created, permission denied, disk full, locked by another connection
+    /// past the busy timeout, ... (SQLite's corrupt / not-a-database codes are
+    /// [`Error::ProjectionDamaged`] instead). `cause` keeps SQLite's error, so its code can be
+    /// inspected (`cause.sqlite_error_code()`). Like [`Error::Io`], the cause is part of the
+    /// message and not also returned by `source()`: an error chain says it once.
+    #[error("{op} {path}: {cause}")]
+    Sqlite {
+        op: &'static str,
+        path: PathBuf,
+        cause: rusqlite::Error,
+    },
+
+    /// Something this build needs from its environment is missing (a SQLite without WAL or
+    /// foreign keys, ...): not damage, not a caller's mistake.
+    #[error("unsupported: {what}")]
+    Unsupported { what: String },
+
+    /// A bug or a broken invariant inside torrent-journal: a worker thread panicked, a task
+    /// was cancelled, a value that cannot occur did. The operation failed; nothing acknowledged
+    /// is lost (the journal stays the truth), but please report it.
+    #[error("internal error: {what}")]
+    Internal { what: String },
+
+    /// A caller passed something unusable (bad path, bad option, bad range, a batch that does
+    /// not continue a projection's checkpoint). Only for the caller's mistakes: damage, I/O and
+    /// bugs have their own variants.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 }

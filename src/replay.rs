@@ -281,13 +281,12 @@ impl Fold {
             }
             Event::MetricsRecorded { samples } => {
                 let (slots, torrents) = (&self.slots, &self.state.torrents);
-                state::record_metrics_of_known(&mut self.state.metrics, samples, |h| {
-                    match slots.get(h) {
-                        Some(Slot::Removed) => false,
-                        Some(Slot::Live { .. }) => true,
-                        None => torrents.contains_key(h),
-                    }
-                });
+                let known = |h: &InfoHash| match slots.get(h) {
+                    Some(Slot::Removed) => false,
+                    Some(Slot::Live { .. }) => true,
+                    None => torrents.contains_key(h),
+                };
+                state::record_metrics_of_known(&mut self.state.metrics, &samples, known, |_| {});
             }
             Event::MetricsPurged { older_than } => {
                 state::purge_metrics(&mut self.state.metrics, older_than);
@@ -481,10 +480,12 @@ fn replaced(frame: RawFrame) -> Result<TorrentState> {
 
 /// A peek and a decode disagreeing is a bug in [`peek`]; reported, not panicked on.
 fn misread(frame: &RawFrame, kind: &str) -> Error {
-    Error::Decode {
-        segment: frame.segment.to_path_buf(),
-        offset: frame.offset,
-        seq: frame.seq,
-        reason: format!("the replay's peek misread a {kind} event (a bug)"),
+    Error::Internal {
+        what: format!(
+            "the replay's peek misread a {kind} event (seq {} in {} at offset {})",
+            frame.seq,
+            frame.segment.display(),
+            frame.offset
+        ),
     }
 }

@@ -109,6 +109,34 @@ impl State {
 /// - `MetricsRecorded`: keeps samples of known torrents only (like the seed's foreign key);
 /// - `MetricsPurged`: drops samples taken strictly before `older_than`.
 pub fn apply(state: &mut State, envelope: &Envelope) {
+    apply_noting(state, envelope, &mut |_| {});
+}
+
+/// A change [`apply_noting`] reports: what an event did to the rows of a state, for projections
+/// that write rows instead of holding the whole state (the SQLite projection). The content is
+/// in the state: a projection folds a batch into a state holding the torrents the batch reads
+/// (see [`needs`]), then writes what the changes name.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Change<'a> {
+    /// The torrent was stored or changed: its content and write time are in the state.
+    TorrentWritten(InfoHash),
+    /// The torrent was forgotten, and every metrics sample of it with it.
+    TorrentRemoved(InfoHash),
+    /// The session configuration was saved: it and its write time are in the state.
+    SessionWritten,
+    /// A sample was kept (its torrent is known), in recording order. (Samples of unknown
+    /// torrents are dropped and not reported.)
+    MetricKept(&'a TorrentMetrics),
+    /// Every sample taken strictly before this time was dropped, of every torrent.
+    MetricsPurged(Timestamp),
+}
+
+/// [`apply`], reporting each [`Change`] to `note` as it makes it, in order.
+pub fn apply_noting<'a>(
+    state: &mut State,
+    envelope: &'a Envelope,
+    note: &mut impl FnMut(Change<'a>),
+) {
     assert!(
         envelope.seq > state.last_seq,
         "events must be applied in seq order: seq {} after {}",
@@ -117,32 +145,80 @@ pub fn apply(state: &mut State, envelope: &Envelope) {
     );
     let at = envelope.at;
     match &envelope.event {
-        Event::Hook(record) => apply_hook(state, record, at),
-        Event::TorrentSaved { torrent } => put(state, torrent, at),
-        Event::TorrentsSaved { torrents } => torrents.iter().for_each(|t| put(state, t, at)),
-        Event::TorrentDeleted { info_hash } => remove(state, info_hash),
+        Event::Hook(record) => apply_hook(state, record, at, note),
+        Event::TorrentSaved { torrent } => put(state, torrent, at, note),
+        Event::TorrentsSaved { torrents } => torrents.iter().for_each(|t| put(state, t, at, note)),
+        Event::TorrentDeleted { info_hash } => remove(state, info_hash, note),
         Event::SessionConfigSaved { config } => {
             state.session = Some((**config).clone());
             state.written.session = Some(at);
+            note(Change::SessionWritten);
         }
-        Event::MetricsRecorded { samples } => record_metrics(state, samples),
-        Event::MetricsPurged { older_than } => purge_metrics(&mut state.metrics, *older_than),
+        Event::MetricsRecorded { samples } => record_metrics(state, samples, note),
+        Event::MetricsPurged { older_than } => {
+            purge_metrics(&mut state.metrics, *older_than);
+            note(Change::MetricsPurged(*older_than));
+        }
     }
     state.last_seq = envelope.seq;
     state.last_at = envelope.at;
 }
 
-fn apply_hook(state: &mut State, record: &HookRecord, at: Timestamp) {
+/// What applying an event needs to know of a torrent as stored before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Needs {
+    /// Nothing: the event replaces the torrent or forgets it, whatever was stored.
+    Nothing,
+    /// Whether it is stored (a metrics sample is kept only for a known torrent).
+    Existence,
+    /// The stored torrent itself (metadata and error hooks amend it).
+    Content,
+}
+
+/// Calls `f` with every torrent `event` reads or writes and what [`apply`] needs to know of
+/// it, so a projection can fold a batch on a state holding only those torrents. Must agree
+/// with [`apply`] (`tests/projection_equivalence.rs` holds the SQLite projection, which relies
+/// on it, to the reducer).
+pub fn needs(event: &Event, mut f: impl FnMut(InfoHash, Needs)) {
+    match event {
+        Event::Hook(record) => {
+            let needs = match hook_effect(record.event) {
+                Effect::Put | Effect::Remove => Needs::Nothing,
+                Effect::Amend => Needs::Content,
+            };
+            f(record.torrent.info_hash, needs);
+        }
+        Event::TorrentSaved { torrent } => f(torrent.info_hash, Needs::Nothing),
+        Event::TorrentsSaved { torrents } => {
+            torrents.iter().for_each(|t| f(t.info_hash, Needs::Nothing));
+        }
+        Event::TorrentDeleted { info_hash } => f(*info_hash, Needs::Nothing),
+        Event::MetricsRecorded { samples } => {
+            samples
+                .iter()
+                .for_each(|s| f(s.info_hash, Needs::Existence));
+        }
+        Event::SessionConfigSaved { .. } | Event::MetricsPurged { .. } => {}
+    }
+}
+
+fn apply_hook<'a>(
+    state: &mut State,
+    record: &HookRecord,
+    at: Timestamp,
+    note: &mut impl FnMut(Change<'a>),
+) {
     let info_hash = record.torrent.info_hash;
     match hook_effect(record.event) {
-        Effect::Put => put(state, &record.torrent, at),
-        Effect::Remove => remove(state, &info_hash),
+        Effect::Put => put(state, &record.torrent, at, note),
+        Effect::Remove => remove(state, &info_hash, note),
         Effect::Amend => {
             if let Some(added) = amend(state.torrents.get_mut(&info_hash), record) {
                 state.torrents.insert(info_hash, Arc::new(added));
             }
             // Stored or changed either way: amending always leaves the torrent stored.
             state.written.torrents.insert(info_hash, at);
+            note(Change::TorrentWritten(info_hash));
         }
     }
 }
@@ -171,17 +247,24 @@ pub fn hook_effect(event: HookEvent) -> Effect {
     }
 }
 
-fn put(state: &mut State, torrent: &TorrentState, at: Timestamp) {
+fn put<'a>(
+    state: &mut State,
+    torrent: &TorrentState,
+    at: Timestamp,
+    note: &mut impl FnMut(Change<'a>),
+) {
     state
         .torrents
         .insert(torrent.info_hash, Arc::new(torrent.clone()));
     state.written.torrents.insert(torrent.info_hash, at);
+    note(Change::TorrentWritten(torrent.info_hash));
 }
 
-fn remove(state: &mut State, info_hash: &InfoHash) {
+fn remove<'a>(state: &mut State, info_hash: &InfoHash, note: &mut impl FnMut(Change<'a>)) {
     state.torrents.remove(info_hash);
     state.metrics.remove(info_hash);
     state.written.torrents.remove(info_hash);
+    note(Change::TorrentRemoved(*info_hash));
 }
 
 /// Applies a metadata or error hook (any other hook: nothing) to the stored torrent; when there
@@ -233,25 +316,36 @@ pub(crate) fn error_message(record: &HookRecord) -> Option<String> {
         .or_else(|| record.torrent.error.clone())
 }
 
-fn record_metrics(state: &mut State, samples: &[TorrentMetrics]) {
+fn record_metrics<'a>(
+    state: &mut State,
+    samples: &'a [TorrentMetrics],
+    note: &mut impl FnMut(Change<'a>),
+) {
     let torrents = &state.torrents;
     record_metrics_of_known(
         &mut state.metrics,
-        samples.iter().cloned(),
+        samples,
         |h: &InfoHash| torrents.contains_key(h),
+        |kept| note(Change::MetricKept(kept)),
     );
 }
 
 /// Keeps the samples of torrents `known` says exist at this point of the journal. Shared by
 /// [`apply`] and the fast replay (which knows existence without holding every torrent).
-pub(crate) fn record_metrics_of_known(
+/// `kept` hears of each sample kept, in order.
+pub(crate) fn record_metrics_of_known<'a>(
     metrics: &mut BTreeMap<InfoHash, Vec<TorrentMetrics>>,
-    samples: impl IntoIterator<Item = TorrentMetrics>,
+    samples: &'a [TorrentMetrics],
     known: impl Fn(&InfoHash) -> bool,
+    mut kept: impl FnMut(&'a TorrentMetrics),
 ) {
     for sample in samples {
         if known(&sample.info_hash) {
-            metrics.entry(sample.info_hash).or_default().push(sample);
+            metrics
+                .entry(sample.info_hash)
+                .or_default()
+                .push(sample.clone());
+            kept(sample);
         }
     }
 }
@@ -423,6 +517,67 @@ mod tests {
             vec![(t2.info_hash, at(9))]
         );
         assert_eq!(filled.written.session, None);
+    }
+
+    #[test]
+    fn apply_noting_reports_each_row_change_in_order_and_needs_lists_what_is_read() {
+        let (t1, t2) = (torrent(6), torrent(7));
+        let sample = |t: &TorrentState| TorrentMetrics {
+            info_hash: t.info_hash,
+            timestamp: at(3),
+            ..TorrentMetrics::default()
+        };
+        let envelopes: Vec<Envelope> = vec![
+            hook(HookEvent::TorrentAdded, t1.clone(), json!({})),
+            Event::MetricsRecorded {
+                samples: vec![sample(&t1), sample(&t2)],
+            },
+            hook(HookEvent::TorrentError, t2.clone(), json!({"error": "x"})),
+            Event::MetricsPurged { older_than: at(1) },
+            Event::SessionConfigSaved {
+                config: Box::new(SessionConfiguration::sample()),
+            },
+            Event::TorrentDeleted {
+                info_hash: t1.info_hash,
+            },
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| Envelope::new(i as u64 + 1, at(i as i64), e))
+        .collect();
+        let mut state = State::default();
+        let mut changes = Vec::new();
+        for envelope in &envelopes {
+            apply_noting(&mut state, envelope, &mut |c| changes.push(c));
+        }
+        let kept = sample(&t1);
+        assert_eq!(
+            changes,
+            vec![
+                Change::TorrentWritten(t1.info_hash),
+                Change::MetricKept(&kept), // t2 is not known yet: its sample is dropped
+                Change::TorrentWritten(t2.info_hash),
+                Change::MetricsPurged(at(1)),
+                Change::SessionWritten,
+                Change::TorrentRemoved(t1.info_hash),
+            ]
+        );
+        assert_eq!(state, State::from_envelopes(&envelopes));
+
+        let mut needed = Vec::new();
+        for envelope in &envelopes {
+            needs(&envelope.event, |h, n| needed.push((h, n)));
+        }
+        assert_eq!(
+            needed,
+            vec![
+                (t1.info_hash, Needs::Nothing),
+                (t1.info_hash, Needs::Existence),
+                (t2.info_hash, Needs::Existence),
+                (t2.info_hash, Needs::Content),
+                (t1.info_hash, Needs::Nothing),
+            ]
+        );
     }
 
     #[test]

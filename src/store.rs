@@ -159,7 +159,9 @@ impl TorrentStore {
         let dir = dir.as_ref().to_path_buf();
         tokio::task::spawn_blocking(move || Self::open_blocking(&dir, options))
             .await
-            .map_err(|e| Error::InvalidArgument(format!("store open task failed: {e}")))?
+            .map_err(|e| Error::Internal {
+                what: format!("store open task failed: {e}"),
+            })?
     }
 
     /// [`TorrentStore::open`] for synchronous callers (not on an async worker thread).
@@ -373,8 +375,12 @@ impl TorrentStore {
         if let Some(handle) = handle {
             tokio::task::spawn_blocking(move || handle.join())
                 .await
-                .map_err(|e| Error::InvalidArgument(format!("projection thread: {e}")))?
-                .map_err(|_| Error::InvalidArgument("projection thread panicked".into()))?;
+                .map_err(|e| Error::Internal {
+                    what: format!("joining the projection thread failed: {e}"),
+                })?
+                .map_err(|_| Error::Internal {
+                    what: "projection thread panicked".into(),
+                })?;
         }
         Ok(())
     }
@@ -497,7 +503,9 @@ impl TorrentStore {
             }
         })
         .await
-        .map_err(|e| Error::InvalidArgument(format!("flush task failed: {e}")))?
+        .map_err(|e| Error::Internal {
+            what: format!("flush task failed: {e}"),
+        })?
     }
 }
 

@@ -89,9 +89,9 @@ use tracing::{debug, warn};
 
 use super::{Checkpoint, Projection, check_batch};
 use crate::error::{Error, IoContext, Result};
-use crate::event::{Envelope, Event};
+use crate::event::Envelope;
 use crate::model::{InfoHash, MetaInfo, SessionConfiguration, Timestamp, TorrentState, go_json};
-use crate::state::{self, State};
+use crate::state::{self, Needs, State};
 use crate::storage::{Storage, parent_dir, tmp_path};
 
 const TORRENTS_DIR: &str = "torrents";
@@ -807,7 +807,8 @@ impl FileProjection {
     // ---- applying -----------------------------------------------------------------------
 
     /// Folds the batch through the reducer, starting from the mirror's entries for the torrents
-    /// it touches; metrics events are skipped.
+    /// it reads or writes ([`state::needs`]). A torrent only asked about by a metrics sample is
+    /// not touched: Go's file layout has no metrics.
     fn fold(&self, batch: &[Envelope]) -> (State, BTreeSet<InfoHash>) {
         let mut scratch = State {
             last_seq: self.checkpoint.seq,
@@ -815,29 +816,17 @@ impl FileProjection {
             ..State::default()
         };
         let mut touched = BTreeSet::new();
-        let mut touch = |scratch: &mut State, info_hash: InfoHash| {
-            if touched.insert(info_hash)
-                && let Some(stored) = self.torrents.get(&info_hash)
-            {
-                scratch
-                    .torrents
-                    .insert(info_hash, Arc::clone(&stored.state));
-            }
-        };
         for envelope in batch {
-            match &envelope.event {
-                Event::Hook(record) => touch(&mut scratch, record.torrent.info_hash),
-                Event::TorrentSaved { torrent } => touch(&mut scratch, torrent.info_hash),
-                Event::TorrentsSaved { torrents } => {
-                    for torrent in torrents {
-                        touch(&mut scratch, torrent.info_hash);
-                    }
+            state::needs(&envelope.event, |info_hash, needs| {
+                if needs != Needs::Existence
+                    && touched.insert(info_hash)
+                    && let Some(stored) = self.torrents.get(&info_hash)
+                {
+                    scratch
+                        .torrents
+                        .insert(info_hash, Arc::clone(&stored.state));
                 }
-                Event::TorrentDeleted { info_hash } => touch(&mut scratch, *info_hash),
-                Event::SessionConfigSaved { .. } => {}
-                // Not part of Go's file layout.
-                Event::MetricsRecorded { .. } | Event::MetricsPurged { .. } => continue,
-            }
+            });
             state::apply(&mut scratch, envelope);
         }
         (scratch, touched)
@@ -1114,6 +1103,7 @@ fn top_level_number(bytes: &[u8], key: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Event;
     use crate::storage::SimStorage;
 
     fn sample(n: u8) -> TorrentState {

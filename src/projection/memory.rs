@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use super::{Checkpoint, Projection, check_batch};
 use crate::error::Result;
-use crate::event::{Envelope, Event};
+use crate::event::Envelope;
 use crate::model::{InfoHash, SessionConfiguration, TorrentState};
-use crate::state::{self, State};
+use crate::state::{self, Change, State};
 
 /// The reducer's state in memory. Lookups hand out `Arc<TorrentState>`: no deep copy.
 #[derive(Debug, Clone, Default)]
@@ -149,18 +149,16 @@ impl Projection for MemoryProjection {
 
     fn apply(&mut self, batch: &[Envelope]) -> Result<()> {
         check_batch(self.name(), self.checkpoint(), batch)?;
+        // The torrents the reducer wrote or removed: their index entries follow.
+        let mut touched = Vec::new();
         for envelope in batch {
-            state::apply(&mut self.state, envelope);
-            match &envelope.event {
-                // These never add, change or remove a torrent.
-                Event::SessionConfigSaved { .. }
-                | Event::MetricsRecorded { .. }
-                | Event::MetricsPurged { .. } => {}
-                event => {
-                    for info_hash in event.info_hashes() {
-                        self.reindex(&info_hash);
-                    }
+            state::apply_noting(&mut self.state, envelope, &mut |change| {
+                if let Change::TorrentWritten(h) | Change::TorrentRemoved(h) = change {
+                    touched.push(h);
                 }
+            });
+            for info_hash in touched.drain(..) {
+                self.reindex(&info_hash);
             }
         }
         debug_assert_eq!(self.index.len(), self.state.torrents.len());

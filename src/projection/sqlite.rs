@@ -70,13 +70,23 @@
 //!
 //! # Meaning
 //!
-//! Every event means what [`crate::state::apply`] says; [`SqliteProjection::load_state`] equals
-//! the reducer's state (the tests in `tests/projection_sqlite.rs` hold it to that), except that
-//! the optional [`SqliteOptions::metrics_retention`] also purges old samples, and non-finite
-//! floats (which JSON cannot carry) are stored as `0.0`.
+//! Every event means what [`crate::state::apply`] says, and only the reducer says it: a batch
+//! is folded through [`state::apply_noting`] on a state holding just what the batch needs of
+//! the stored torrents ([`state::needs`]: the rows of torrents it amends, whether the torrents
+//! of its samples exist — loaded in the batch's transaction, never the whole state), and the
+//! [`Change`]s it reports are written: removals, kept samples and purges in event order (so a
+//! sample gets the `id` it would get event by event, whatever the batching), then each torrent
+//! written once, as it is after the batch, with its write time; then the session configuration
+//! and the checkpoint. [`Projection::install`] writes the rows of a [`State`] directly. This
+//! module knows rows, not events: an event kind it has not seen needs no code here.
+//!
+//! [`SqliteProjection::load_state`] equals the reducer's state (the tests in
+//! `tests/projection_sqlite.rs` and `tests/projection_equivalence.rs` hold it to that), except
+//! that the optional [`SqliteOptions::metrics_retention`] also purges old samples, and
+//! non-finite floats (which JSON cannot carry) are stored as `0.0`.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -87,12 +97,12 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{Checkpoint, Projection, check_batch};
 use crate::error::{Error, Result};
-use crate::event::{Envelope, Event, HookRecord};
+use crate::event::Envelope;
 use crate::model::{
-    HookEvent, InfoHash, MetaInfo, MetricsSummary, SessionConfiguration, Timestamp, TorrentMetrics,
+    InfoHash, MetaInfo, MetricsSummary, SessionConfiguration, Timestamp, TorrentMetrics,
     TorrentState, go_json,
 };
-use crate::state::State;
+use crate::state::{self, Change, Needs, State};
 
 /// Options of the SQLite projection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -268,6 +278,10 @@ const UPSERT_METAINFO: &str = "INSERT INTO torrent_metainfo (info_hash, raw) VAL
     ON CONFLICT (info_hash) DO UPDATE SET raw = excluded.raw";
 const DELETE_METAINFO: &str = "DELETE FROM torrent_metainfo WHERE info_hash = ?1";
 const DELETE_TORRENT: &str = "DELETE FROM torrents WHERE info_hash = ?1";
+/// The samples of a torrent whose row is not written yet (inserted earlier in the batch); the
+/// other samples go with the row (`ON DELETE CASCADE`), their durations with them.
+const DELETE_METRICS_OF_TORRENT: &str = "DELETE FROM torrent_metrics WHERE info_hash = ?1";
+const TORRENT_EXISTS: &str = "SELECT 1 FROM torrents WHERE info_hash = ?1";
 const SELECT_TORRENT: &str = "SELECT t.data, t.percent_done, m.raw FROM torrents t
     LEFT JOIN torrent_metainfo m ON m.info_hash = t.info_hash WHERE t.info_hash = ?1";
 const SELECT_ALL_TORRENTS: &str = "SELECT t.data, t.percent_done, m.raw FROM torrents t
@@ -280,11 +294,11 @@ const SELECT_SESSION: &str = "SELECT data FROM session_config WHERE id = 1";
 /// The rows' write times, read into [`State::written`].
 const SELECT_TORRENT_WRITE_TIMES: &str = "SELECT info_hash, updated_date FROM torrents";
 const SELECT_SESSION_WRITE_TIME: &str = "SELECT updated_date FROM session_config WHERE id = 1";
-/// Keeps samples of known torrents only, like the reducer (and the Go foreign key).
+/// A sample the reducer kept (its torrent is known; the row may come later in the same
+/// transaction: foreign keys are checked at commit, see [`write_changes`]).
 const INSERT_METRIC: &str = "INSERT INTO torrent_metrics
         (info_hash, timestamp, downloaded, uploaded, download_rate, upload_rate, peer_count)
-    SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
-    WHERE EXISTS (SELECT 1 FROM torrents WHERE info_hash = ?1)";
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 /// The durations of the sample just inserted, when either is not zero.
 const INSERT_METRIC_DURATIONS: &str = "INSERT INTO torrent_metrics_durations
         (metric_id, seeding_time, downloading_time) VALUES (?1, ?2, ?3)";
@@ -381,10 +395,11 @@ impl SqliteProjection {
     /// Opens (creating if needed) the database at `path` and migrates it to
     /// [`SCHEMA_VERSION`].
     ///
-    /// Errors: [`Error::UnsupportedVersion`] (or [`Error::InvalidArgument`] for absurd
-    /// versions) when the database is newer than this build; [`Error::ProjectionDamaged`] when
+    /// Errors: [`Error::UnsupportedVersion`] when the database is newer than this build
+    /// ([`Error::ProjectionDamaged`] for a version no build writes); [`Error::ProjectionDamaged`] when
     /// the file is not a usable SQLite database (SQLite reports it corrupt or not a database);
-    /// [`Error::Io`]s for other SQLite failures (cannot open, permission denied, locked, ...).
+    /// [`Error::Sqlite`] for other SQLite failures (cannot open, permission denied, locked, ...);
+    /// [`Error::Unsupported`] for a SQLite without WAL or foreign keys.
     /// Opening reads only the header and the checkpoint: damage elsewhere shows when a page is
     /// read, or with [`SqliteProjection::quick_check`].
     pub fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self> {
@@ -402,10 +417,12 @@ impl SqliteProjection {
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
             .map_err(|e| open_error(e, &path))?;
         if !mode.eq_ignore_ascii_case("wal") && !mode.eq_ignore_ascii_case("memory") {
-            return Err(Error::InvalidArgument(format!(
-                "SQLite projection {}: cannot enable WAL journal mode (got {mode:?})",
-                path.display()
-            )));
+            return Err(Error::Unsupported {
+                what: format!(
+                    "SQLite projection {}: cannot enable WAL journal mode (got {mode:?})",
+                    path.display()
+                ),
+            });
         }
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(err("set synchronous=FULL on"))?;
@@ -415,10 +432,12 @@ impl SqliteProjection {
             .pragma_query_value(None, "foreign_keys", |r| r.get(0))
             .map_err(err("enable foreign keys on"))?;
         if foreign_keys != 1 {
-            return Err(Error::InvalidArgument(format!(
-                "SQLite projection {}: this SQLite does not enforce foreign keys",
-                path.display()
-            )));
+            return Err(Error::Unsupported {
+                what: format!(
+                    "SQLite projection {}: this SQLite does not enforce foreign keys",
+                    path.display()
+                ),
+            });
         }
         migrate(&mut conn, &path, version)?;
         let checkpoint = read_checkpoint(&conn).map_err(|e| open_error(e, &path))?;
@@ -622,13 +641,9 @@ impl SqliteProjection {
     /// rolled back by then). SQLite's corrupt / not-a-database codes and rows the projection
     /// cannot read back are [`Error::ProjectionDamaged`]; any other error is damage only when
     /// `PRAGMA quick_check` then fails — so a full disk, a denied permission or a lock held by
-    /// another connection stay the [`Error::Io`] they are.
+    /// another connection stay the [`Error::Sqlite`] they are.
     fn write_error(&self, op: &'static str, e: rusqlite::Error) -> Error {
-        let unreadable_row = matches!(
-            e,
-            rusqlite::Error::FromSqlConversionFailure(..) | rusqlite::Error::InvalidColumnType(..)
-        );
-        if is_corrupt(&e) || unreadable_row {
+        if is_corrupt(&e) || is_unreadable_row(&e) {
             return damaged(&self.path, format!("{op}: {e}"));
         }
         match quick_check(&self.conn) {
@@ -692,7 +707,7 @@ impl Projection for SqliteProjection {
             last.at.saturating_add_nanos(-nanos)
         });
         // Dropping an uncommitted transaction rolls it back: on error nothing changed.
-        if let Err(e) = apply_batch(&mut self.conn, batch, retention_cutoff) {
+        if let Err(e) = apply_batch(&mut self.conn, self.checkpoint, batch, retention_cutoff) {
             return Err(self.write_error("apply batch to SQLite projection", e));
         }
         self.checkpoint = Checkpoint::of(last);
@@ -740,26 +755,26 @@ fn install_state(conn: &mut Connection, state: &State) -> rusqlite::Result<()> {
         put_torrent(&tx, torrent, state.written.torrent(info_hash).unwrap_or(at))?;
     }
     if let Some(config) = &state.session {
-        let event = Event::SessionConfigSaved {
-            config: Box::new(config.clone()),
-        };
-        let written = state.written.session.unwrap_or(at);
-        apply_event(&tx, &Envelope::new(state.last_seq, written, event))?;
+        put_session(&tx, config, state.written.session.unwrap_or(at))?;
     }
-    for samples in state.metrics.values() {
-        let event = Event::MetricsRecorded {
-            samples: samples.clone(),
-        };
-        apply_event(&tx, &Envelope::new(state.last_seq, at, event))?;
+    // A state holds samples of live torrents only; the filter keeps a state made by hand from
+    // breaking the foreign key.
+    for (info_hash, samples) in &state.metrics {
+        if state.torrents.contains_key(info_hash) {
+            samples.iter().try_for_each(|s| insert_metric(&tx, s))?;
+        }
     }
     tx.prepare_cached(UPDATE_CHECKPOINT)?
         .execute(params![seq_to_sql(state.last_seq)?, at.as_unix_nanos()])?;
     tx.commit()
 }
 
-/// Applies a batch and advances the checkpoint in one transaction.
+/// Applies a batch and advances the checkpoint in one transaction: folds the batch through
+/// the reducer on the torrents it reads ([`fold_batch`]), then writes what it changed
+/// ([`write_changes`]).
 fn apply_batch(
     conn: &mut Connection,
+    checkpoint: Checkpoint,
     batch: &[Envelope],
     retention_cutoff: Option<Timestamp>,
 ) -> rusqlite::Result<()> {
@@ -767,9 +782,8 @@ fn apply_batch(
         return Ok(());
     };
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    for envelope in batch {
-        apply_event(&tx, envelope)?;
-    }
+    let (folded, changes) = fold_batch(&tx, checkpoint, batch)?;
+    write_changes(&tx, &folded, &changes)?;
     if let Some(cutoff) = retention_cutoff {
         tx.prepare_cached(PURGE_METRICS)?
             .execute([sql_timestamp(cutoff)])?;
@@ -777,6 +791,96 @@ fn apply_batch(
     tx.prepare_cached(UPDATE_CHECKPOINT)?
         .execute(params![seq_to_sql(last.seq)?, last.at.as_unix_nanos()])?;
     tx.commit()
+}
+
+/// Folds `batch` through [`state::apply_noting`], starting from a state that holds what the
+/// batch needs of the stored torrents ([`load_needed`]); returns the state after it (those
+/// torrents, and the samples the batch kept) and the changes, in order.
+fn fold_batch<'a>(
+    conn: &Connection,
+    checkpoint: Checkpoint,
+    batch: &'a [Envelope],
+) -> rusqlite::Result<(State, Vec<Change<'a>>)> {
+    let mut folded = State {
+        last_seq: checkpoint.seq,
+        last_at: checkpoint.at,
+        ..State::default()
+    };
+    load_needed(conn, batch, &mut folded)?;
+    let mut changes = Vec::new();
+    for envelope in batch {
+        state::apply_noting(&mut folded, envelope, &mut |change| changes.push(change));
+    }
+    Ok((folded, changes))
+}
+
+/// Loads into `folded` what the batch needs to know of the stored torrents ([`state::needs`]),
+/// as of before the batch: a torrent's row when an event amends it before any replaces it, a
+/// stand-in when an event only asks whether it exists. A stand-in is never written: an event
+/// that writes a torrent either replaces it (and the stand-in with it) or needs its content.
+/// Only these rows are resident, never the whole state.
+fn load_needed(conn: &Connection, batch: &[Envelope], folded: &mut State) -> rusqlite::Result<()> {
+    // Per torrent: what the events before its first replacement need (`true`: replaced).
+    let mut first: HashMap<InfoHash, (Needs, bool)> = HashMap::new();
+    for envelope in batch {
+        state::needs(&envelope.event, |info_hash, needs| {
+            let (most, replaced) = first.entry(info_hash).or_insert((Needs::Nothing, false));
+            if needs == Needs::Nothing {
+                *replaced = true;
+            } else if !*replaced {
+                *most = (*most).max(needs);
+            }
+        });
+    }
+    for (info_hash, (needs, _)) in first {
+        let stored = match needs {
+            Needs::Nothing => None,
+            Needs::Existence => torrent_exists(conn, &info_hash)?.then(|| TorrentState {
+                info_hash,
+                ..TorrentState::default()
+            }),
+            Needs::Content => select_torrent(conn, &info_hash)?,
+        };
+        if let Some(torrent) = stored {
+            folded.torrents.insert(info_hash, Arc::new(torrent));
+        }
+    }
+    Ok(())
+}
+
+/// Writes the changes of a folded batch: removals, kept samples and purges in event order (so
+/// samples get the ids and the fate they would have had event by event), then each torrent
+/// written (once, as it is after the batch, with its write time) and the session. Foreign
+/// keys are checked at commit: a sample may name a torrent whose row is written at the end.
+fn write_changes(tx: &Connection, folded: &State, changes: &[Change<'_>]) -> rusqlite::Result<()> {
+    tx.pragma_update(None, "defer_foreign_keys", "ON")?;
+    let mut written = BTreeSet::new();
+    let mut session = false;
+    for change in changes {
+        match *change {
+            Change::TorrentWritten(info_hash) => {
+                written.insert(info_hash);
+            }
+            Change::TorrentRemoved(info_hash) => remove_torrent(tx, &info_hash)?,
+            Change::SessionWritten => session = true,
+            Change::MetricKept(sample) => insert_metric(tx, sample)?,
+            Change::MetricsPurged(older_than) => {
+                tx.prepare_cached(PURGE_METRICS)?
+                    .execute([sql_timestamp(older_than)])?;
+            }
+        }
+    }
+    // A torrent written and then removed in the batch is gone: its row was deleted above.
+    for info_hash in written {
+        if let Some(torrent) = folded.torrents.get(&info_hash) {
+            let at = folded.written.torrent(&info_hash).unwrap_or(folded.last_at);
+            put_torrent(tx, torrent, at)?;
+        }
+    }
+    if let (true, Some(config)) = (session, &folded.session) {
+        put_session(tx, config, folded.written.session.unwrap_or(folded.last_at))?;
+    }
+    Ok(())
 }
 
 /// Deletes every row and returns the checkpoint to 0, in one transaction.
@@ -805,11 +909,14 @@ fn check_version(version: i64, path: &Path) -> Result<()> {
             found,
             supported: SCHEMA_VERSION as u8,
         }),
-        Err(_) => Err(Error::InvalidArgument(format!(
-            "SQLite projection {} has schema version (user_version) {version}; this build \
-             reads up to version {SCHEMA_VERSION}",
-            path.display()
-        ))),
+        // No build writes a negative or a > 255 version: the header is not ours.
+        Err(_) => Err(damaged(
+            path,
+            format!(
+                "schema version (user_version) {version} is not one any build writes; this \
+                 build reads up to version {SCHEMA_VERSION}"
+            ),
+        )),
     }
 }
 
@@ -937,83 +1044,38 @@ fn seq_to_sql(seq: u64) -> rusqlite::Result<i64> {
     i64::try_from(seq).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
 }
 
-/// Applies one event with the meaning [`crate::state::apply`] gives it.
-fn apply_event(conn: &Connection, envelope: &Envelope) -> rusqlite::Result<()> {
-    let at = envelope.at;
-    match &envelope.event {
-        Event::Hook(record) => apply_hook(conn, record, at),
-        Event::TorrentSaved { torrent } => put_torrent(conn, torrent, at),
-        Event::TorrentsSaved { torrents } => torrents
-            .iter()
-            .try_for_each(|torrent| put_torrent(conn, torrent, at)),
-        Event::TorrentDeleted { info_hash } => remove_torrent(conn, info_hash),
-        Event::SessionConfigSaved { config } => {
-            let data = to_json(&finite_session(config))?;
-            conn.prepare_cached(UPSERT_SESSION)?
-                .execute(params![data, sql_timestamp(at)])?;
-            Ok(())
-        }
-        Event::MetricsRecorded { samples } => {
-            let mut stmt = conn.prepare_cached(INSERT_METRIC)?;
-            let mut durations = conn.prepare_cached(INSERT_METRIC_DURATIONS)?;
-            for s in samples {
-                let inserted = stmt.execute(params![
-                    s.info_hash.to_hex(),
-                    sql_timestamp(s.timestamp),
-                    s.downloaded,
-                    s.uploaded,
-                    s.download_rate,
-                    s.upload_rate,
-                    s.peer_count,
-                ])?;
-                if inserted == 1 && (s.seeding_time != 0 || s.downloading_time != 0) {
-                    durations.execute(params![
-                        conn.last_insert_rowid(),
-                        s.seeding_time,
-                        s.downloading_time
-                    ])?;
-                }
-            }
-            Ok(())
-        }
-        Event::MetricsPurged { older_than } => {
-            conn.prepare_cached(PURGE_METRICS)?
-                .execute([sql_timestamp(*older_than)])?;
-            Ok(())
-        }
-    }
+/// Stores the session configuration, written at `at`.
+fn put_session(
+    conn: &Connection,
+    config: &SessionConfiguration,
+    at: Timestamp,
+) -> rusqlite::Result<()> {
+    let data = to_json(&finite_session(config))?;
+    conn.prepare_cached(UPSERT_SESSION)?
+        .execute(params![data, sql_timestamp(at)])?;
+    Ok(())
 }
 
-fn apply_hook(conn: &Connection, record: &HookRecord, at: Timestamp) -> rusqlite::Result<()> {
-    let snapshot = &record.torrent;
-    match record.event {
-        HookEvent::TorrentAdded
-        | HookEvent::TorrentStarted
-        | HookEvent::TorrentStopped
-        | HookEvent::TorrentCompleted => put_torrent(conn, snapshot, at),
-        HookEvent::TorrentRemoved => remove_torrent(conn, &snapshot.info_hash),
-        HookEvent::TorrentMetadata => {
-            let Some(mut stored) = select_torrent(conn, &snapshot.info_hash)? else {
-                return put_torrent(conn, snapshot, at);
-            };
-            crate::state::attach_metadata_to(&mut stored, snapshot);
-            put_torrent(conn, &stored, at)
-        }
-        HookEvent::TorrentError => {
-            let message = crate::state::error_message(record);
-            match select_torrent(conn, &snapshot.info_hash)? {
-                Some(mut stored) => {
-                    stored.error = message;
-                    put_torrent(conn, &stored, at)
-                }
-                None => {
-                    let mut torrent = (**snapshot).clone();
-                    torrent.error = message;
-                    put_torrent(conn, &torrent, at)
-                }
-            }
-        }
+/// Inserts one sample (a fresh `id`), and its durations when either is not zero.
+fn insert_metric(conn: &Connection, s: &TorrentMetrics) -> rusqlite::Result<()> {
+    conn.prepare_cached(INSERT_METRIC)?.execute(params![
+        s.info_hash.to_hex(),
+        sql_timestamp(s.timestamp),
+        s.downloaded,
+        s.uploaded,
+        s.download_rate,
+        s.upload_rate,
+        s.peer_count,
+    ])?;
+    if s.seeding_time != 0 || s.downloading_time != 0 {
+        conn.prepare_cached(INSERT_METRIC_DURATIONS)?
+            .execute(params![
+                conn.last_insert_rowid(),
+                s.seeding_time,
+                s.downloading_time
+            ])?;
     }
+    Ok(())
 }
 
 /// Replaces the stored torrent (row and metainfo) with `torrent`. An upsert, never
@@ -1040,11 +1102,19 @@ fn put_torrent(conn: &Connection, torrent: &TorrentState, at: Timestamp) -> rusq
     Ok(())
 }
 
-/// Forgets a torrent; its metrics and metainfo go with it (`ON DELETE CASCADE`).
+/// Forgets a torrent; its metrics and metainfo go with it (`ON DELETE CASCADE`, and
+/// explicitly for samples inserted before its row, see [`write_changes`]).
 fn remove_torrent(conn: &Connection, info_hash: &InfoHash) -> rusqlite::Result<()> {
-    conn.prepare_cached(DELETE_TORRENT)?
-        .execute([info_hash.to_hex()])?;
+    let hash = info_hash.to_hex();
+    conn.prepare_cached(DELETE_TORRENT)?.execute([&hash])?;
+    conn.prepare_cached(DELETE_METRICS_OF_TORRENT)?
+        .execute([&hash])?;
     Ok(())
+}
+
+fn torrent_exists(conn: &Connection, info_hash: &InfoHash) -> rusqlite::Result<bool> {
+    conn.prepare_cached(TORRENT_EXISTS)?
+        .exists([info_hash.to_hex()])
 }
 
 fn select_torrent(
@@ -1150,25 +1220,29 @@ fn render_value(value: ValueRef<'_>) -> String {
     }
 }
 
-/// Maps a SQLite error: SQLite's corrupt / not-a-database codes to
-/// [`Error::ProjectionDamaged`]; others to [`Error::Io`] of kind `InvalidData` for unreadable
-/// rows, `Other` otherwise.
+/// Maps a SQLite error: SQLite's corrupt / not-a-database codes and rows the projection cannot
+/// read back (a `data` that is not its JSON, a column of the wrong type) to
+/// [`Error::ProjectionDamaged`]; every other error to [`Error::Sqlite`], which keeps SQLite's
+/// error (and so its code).
 fn sql_error<'a>(op: &'static str, path: &'a Path) -> impl Fn(rusqlite::Error) -> Error + 'a {
     move |e| {
-        if is_corrupt(&e) {
+        if is_corrupt(&e) || is_unreadable_row(&e) {
             return damaged(path, format!("{op}: {e}"));
         }
-        let kind = match &e {
-            rusqlite::Error::FromSqlConversionFailure(..)
-            | rusqlite::Error::InvalidColumnType(..) => std::io::ErrorKind::InvalidData,
-            _ => std::io::ErrorKind::Other,
-        };
-        Error::Io {
+        Error::Sqlite {
             op,
             path: path.to_path_buf(),
-            cause: std::io::Error::new(kind, e),
+            cause: e,
         }
     }
+}
+
+/// A row whose value does not convert into what the projection wrote there.
+fn is_unreadable_row(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::FromSqlConversionFailure(..) | rusqlite::Error::InvalidColumnType(..)
+    )
 }
 
 /// Maps an error while first reading the file: "not a database" / "corrupt" become the

@@ -18,7 +18,7 @@ Exit codes:
   1  the journal is damaged (verify found problems, or an operation hit damage); for check: a
      projection drifted from the journal (or is damaged) and was not repaired
   2  usage error: bad arguments, or DIR is not a journal
-  3  any other failure (I/O error, lock held by another writer, ...)
+  3  any other failure (I/O or SQLite error, lock held by another writer, internal error, ...)
   4  nothing found: the command ran but had nothing to show (history: no retained event of
      that torrent), like grep's 1";
 
@@ -106,35 +106,48 @@ pub struct Failure {
 impl<E: Into<anyhow::Error>> From<E> for Failure {
     fn from(error: E) -> Self {
         let error = error.into();
-        let code = match error.downcast_ref::<torrent_journal::Error>() {
-            Some(
-                torrent_journal::Error::ChecksumMismatch { .. }
-                | torrent_journal::Error::Corrupt { .. }
-                | torrent_journal::Error::SequenceBreak { .. }
-                | torrent_journal::Error::Decode { .. }
-                | torrent_journal::Error::CorruptSnapshot { .. }
-                | torrent_journal::Error::ProjectionDamaged { .. }
-                // Nothing at all is restorable: the journal starts after seq 1 and no usable
-                // snapshot continues it (damaged or missing), so the store cannot reach its head.
-                | torrent_journal::Error::NotRestorable {
-                    earliest_seq: None,
-                    ..
-                },
-            ) => 1,
-            Some(
-                torrent_journal::Error::InvalidArgument(_)
-                | torrent_journal::Error::InvalidInfoHash { .. }
-                | torrent_journal::Error::SeqNotRetained { .. }
-                // A point before the earliest restorable one: the history asked for is not
-                // retained.
-                | torrent_journal::Error::NotRestorable {
-                    earliest_seq: Some(_),
-                    ..
-                },
-            ) => 2,
-            _ => 3,
-        };
+        let code = error
+            .downcast_ref::<torrent_journal::Error>()
+            .map_or(3, exit_code);
         Self { code, error }
+    }
+}
+
+/// The exit code of a library error (see [`EXIT_CODES`]): damage 1, the caller's mistake 2,
+/// anything else (I/O, SQLite, locks, a closed or poisoned journal, internal errors) 3.
+fn exit_code(error: &torrent_journal::Error) -> u8 {
+    use torrent_journal::Error;
+    match error {
+        Error::ChecksumMismatch { .. }
+        | Error::Corrupt { .. }
+        | Error::SequenceBreak { .. }
+        | Error::Decode { .. }
+        | Error::CorruptSnapshot { .. }
+        | Error::ProjectionDamaged { .. }
+        // Nothing at all is restorable: the journal starts after seq 1 and no usable snapshot
+        // continues it (damaged or missing), so the store cannot reach its head.
+        | Error::NotRestorable {
+            earliest_seq: None,
+            ..
+        } => 1,
+        Error::InvalidArgument(_)
+        | Error::InvalidInfoHash { .. }
+        | Error::SeqNotRetained { .. }
+        // A point before the earliest restorable one: the history asked for is not retained.
+        | Error::NotRestorable {
+            earliest_seq: Some(_),
+            ..
+        } => 2,
+        Error::Io { .. }
+        | Error::Sqlite { .. }
+        | Error::Unsupported { .. }
+        | Error::Internal { .. }
+        | Error::Locked { .. }
+        | Error::CompactionRunning { .. }
+        | Error::Poisoned { .. }
+        | Error::Closed => 3,
+        // Errors a newer library adds (the enum is non-exhaustive): "any other failure".
+        _ => 3,
     }
 }
 
