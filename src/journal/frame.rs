@@ -86,6 +86,8 @@ pub fn encode_marked(
         "frame payload over the format limit"
     );
     let len = payload.len() as u32;
+    // `|` and `^` agree here (mutation testing notes the equivalence): the length never
+    // reaches the mark's bit, which the format limit above guarantees.
     let mark = if batch_start { BATCH_START_BIT } else { 0 };
     let start = out.len();
     out.extend_from_slice(&(len | mark).to_le_bytes());
@@ -225,6 +227,28 @@ mod tests {
         assert!(
             matches!(err, FrameError::ChecksumMismatch { .. }),
             "{err:?}"
+        );
+    }
+
+    #[test]
+    fn the_length_limit_is_inclusive() {
+        let mut header = one(1, b"x")[..FRAME_HEADER_BYTES].to_vec();
+        let at_limit = MAX_FRAME_PAYLOAD_BYTES as u32;
+        header[..4].copy_from_slice(&at_limit.to_le_bytes());
+        assert_eq!(
+            decode(&header),
+            Err(FrameError::Incomplete {
+                needed_bytes: FRAME_HEADER_BYTES + MAX_FRAME_PAYLOAD_BYTES,
+                available_bytes: FRAME_HEADER_BYTES,
+            }),
+            "a frame of exactly the limit is allowed (and incomplete here)"
+        );
+        header[..4].copy_from_slice(&(at_limit + 1).to_le_bytes());
+        assert_eq!(
+            decode(&header),
+            Err(FrameError::LengthTooLarge {
+                len_bytes: MAX_FRAME_PAYLOAD_BYTES + 1
+            })
         );
     }
 
