@@ -22,6 +22,8 @@ pub mod snapshot;
 pub mod state;
 pub mod storage;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use error::{Error, Result};
 pub use event::{Envelope, Event};
