@@ -86,12 +86,18 @@ fn a_projection_behind_a_compacted_journal_is_installed_then_fed() {
     harness.run(&script(30)).unwrap();
     harness.compact(10).unwrap();
     let first = harness.first_retained_seq().unwrap();
-    assert!(first > 1, "compaction removed the first segments (first seq {first})");
+    assert!(
+        first > 1,
+        "compaction removed the first segments (first seq {first})"
+    );
     let folding = Arc::new(Mutex::new(Folding::default()));
     let harness = harness.with_projection(Arc::clone(&folding));
     harness.with_store(|_| async { Ok(()) }).unwrap();
     let state = harness.state().unwrap();
     let projection = folding.lock().unwrap();
-    assert_eq!(projection.installs, 1, "installed from the snapshot's state");
+    assert_eq!(
+        projection.installs, 1,
+        "installed from the snapshot's state"
+    );
     assert_eq!(projection.state, state);
 }

@@ -121,7 +121,9 @@ impl Harness {
     /// retain_events` — because a compaction removes only what the *previous* snapshot covers.
     /// Returns the second report.
     pub fn compact(&self, retain_events: u64) -> Result<CompactReport> {
-        let head = JournalReader::open(self.dir())?.head()?.map_or(0, |(seq, _)| seq);
+        let head = JournalReader::open(self.dir())?
+            .head()?
+            .map_or(0, |(seq, _)| seq);
         let halfway = retain_events + head.saturating_sub(retain_events) / 2;
         let options = |retain| CompactOptions {
             retain: Retention::Events(retain),

@@ -75,7 +75,11 @@ pub fn sqlite(path: &Path) -> Result<Value> {
 /// The rows of `table`, each a map column → value, sorted by their rendering.
 fn rows(db: &Connection, table: &str) -> rusqlite::Result<Vec<Value>> {
     let mut query = db.prepare(&format!("SELECT * FROM \"{}\"", table.replace('"', "\"\"")))?;
-    let names: Vec<String> = query.column_names().into_iter().map(str::to_owned).collect();
+    let names: Vec<String> = query
+        .column_names()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
     let mut rows = Vec::new();
     let mut cursor = query.query([])?;
     while let Some(row) = cursor.next()? {
@@ -126,7 +130,11 @@ pub fn redact(value: &mut Value, keys: &[&str]) {
 
 /// `<N bytes, crc32c XXXXXXXX>`: shows that bytes changed, not the bytes.
 pub fn summary(bytes: &[u8]) -> String {
-    format!("<{} bytes, crc32c {:08x}>", bytes.len(), crc32c::crc32c(bytes))
+    format!(
+        "<{} bytes, crc32c {:08x}>",
+        bytes.len(),
+        crc32c::crc32c(bytes)
+    )
 }
 
 /// Summarizes every string under a key `key` (base64 of a `.torrent` in JSON).

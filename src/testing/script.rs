@@ -160,7 +160,11 @@ impl Script {
         let torrent = self.torrent_mut(info_hash);
         set_progress(torrent, 1.0);
         torrent.status = TorrentStatus::Seeding.code();
-        self.hook(HookEvent::TorrentCompleted, info_hash, serde_json::Map::new())
+        self.hook(
+            HookEvent::TorrentCompleted,
+            info_hash,
+            serde_json::Map::new(),
+        )
     }
 
     /// `torrent-stopped`.
@@ -267,21 +271,32 @@ impl Script {
 /// Sets every progress field consistently for `fraction` of the wanted bytes.
 fn set_progress(torrent: &mut TorrentState, fraction: f64) {
     let fraction = fraction.clamp(0.0, 1.0);
-    let total: i64 = torrent.files.iter().map(|f| f.length).sum::<i64>().max(1 << 20);
+    let total: i64 = torrent
+        .files
+        .iter()
+        .map(|f| f.length)
+        .sum::<i64>()
+        .max(1 << 20);
     let done = (total as f64 * fraction) as i64;
     torrent.percent_done = fraction;
     torrent.downloaded = done;
     torrent.uploaded = done / 4;
     torrent.left = total - done;
     torrent.pieces_complete = (torrent.piece_count as f64 * fraction) as i64;
-    torrent.eta = if fraction >= 1.0 { -1 } else { torrent.left / 2_500_000 };
+    torrent.eta = if fraction >= 1.0 {
+        -1
+    } else {
+        torrent.left / 2_500_000
+    };
 }
 
 /// A small, valid single-file `.torrent` (canonical bencode) named `name`.
 fn metainfo(name: &str) -> Vec<u8> {
     let pieces = Sha1::digest(name.as_bytes());
     let mut out = Vec::new();
-    out.extend_from_slice(b"d8:announce35:udp://tracker.example.invalid:1337/4:infod6:lengthi1048576e");
+    out.extend_from_slice(
+        b"d8:announce35:udp://tracker.example.invalid:1337/4:infod6:lengthi1048576e",
+    );
     out.extend_from_slice(format!("4:name{}:{name}", name.len()).as_bytes());
     out.extend_from_slice(b"12:piece lengthi1048576e6:pieces20:");
     out.extend_from_slice(&pieces);
