@@ -58,7 +58,9 @@ fn script() -> Script {
     let album = script.add("album.flac");
     script.metadata(debian).start(debian).progress(debian, 0.4);
     script.metrics(debian).complete(debian);
-    script.start(album).error(album, "tracker: unregistered torrent");
+    script
+        .start(album)
+        .error(album, "tracker: unregistered torrent");
     script.remove(album).session();
     script
 }
@@ -84,7 +86,10 @@ fn renderings() -> torrent_journal::Result<BTreeMap<&'static str, Value>> {
 
 fn main() -> torrent_journal::Result<()> {
     for (name, value) in renderings()? {
-        println!("=== {name}\n{}", serde_json::to_string_pretty(&value).expect("json"));
+        println!(
+            "=== {name}\n{}",
+            serde_json::to_string_pretty(&value).expect("json")
+        );
     }
     Ok(())
 }
