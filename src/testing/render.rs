@@ -75,11 +75,7 @@ pub fn sqlite(path: &Path) -> Result<Value> {
 /// The rows of `table`, each a map column → value, sorted by their rendering.
 fn rows(db: &Connection, table: &str) -> rusqlite::Result<Vec<Value>> {
     let mut query = db.prepare(&format!("SELECT * FROM \"{}\"", table.replace('"', "\"\"")))?;
-    let names: Vec<String> = query
-        .column_names()
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
+    let names: Vec<String> = query.column_names().map(str::to_owned).collect();
     let mut rows = Vec::new();
     let mut cursor = query.query([])?;
     while let Some(row) = cursor.next()? {
