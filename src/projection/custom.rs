@@ -35,7 +35,7 @@ pub struct Registered {
 
 impl fmt::Debug for Registered {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Names only: locking here could wait for the projection thread.
+        // A count only: reading names would lock, and could wait for the projection thread.
         f.debug_struct("Registered")
             .field("count", &self.projections.len())
             .finish()

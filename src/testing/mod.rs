@@ -3,6 +3,7 @@
 //! renderings of each built-in projection for snapshot tests ([`render`]). The guide below is
 //! compiled and run as doctests.
 #![doc = include_str!("../../docs/snapshot-testing.md")]
+#![warn(missing_docs)]
 
 mod harness;
 pub mod render;

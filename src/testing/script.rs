@@ -185,6 +185,27 @@ impl Script {
         self.hook(HookEvent::TorrentRemoved, info_hash, serde_json::Map::new())
     }
 
+    /// `delete_torrent`: the explicit delete (like `remove`, without a hook).
+    pub fn delete(&mut self, info_hash: InfoHash) -> &mut Script {
+        self.push(Event::TorrentDeleted { info_hash })
+    }
+
+    /// `save_all_torrents` of these torrents as the script last described them: one event.
+    pub fn save_all(&mut self, info_hashes: &[InfoHash]) -> &mut Script {
+        let torrents = info_hashes
+            .iter()
+            .map(|h| self.torrent(*h).clone())
+            .collect();
+        self.push(Event::TorrentsSaved { torrents })
+    }
+
+    /// `purge_metrics`: drops the samples taken more than `older_than` before this step.
+    pub fn purge_metrics(&mut self, older_than: Duration) -> &mut Script {
+        let nanos = i64::try_from(older_than.as_nanos()).unwrap_or(i64::MAX);
+        let older_than = self.peek_time().saturating_add_nanos(-nanos);
+        self.push(Event::MetricsPurged { older_than })
+    }
+
     /// `save_session_config` of a realistic configuration.
     pub fn session(&mut self) -> &mut Script {
         self.session_with(SessionConfiguration::sample())
