@@ -101,3 +101,38 @@ fn a_projection_behind_a_compacted_journal_is_installed_then_fed() {
     );
     assert_eq!(projection.state, state);
 }
+
+#[test]
+fn a_failing_projection_stops_until_reopen_then_catches_up() {
+    let folding = Arc::new(Mutex::new(Folding::default()));
+    let harness = Harness::new()
+        .unwrap()
+        .with_projection(Arc::clone(&folding));
+    let first = script(2);
+    harness.run(&first).unwrap();
+    let before = folding.lock().unwrap().state.last_seq;
+    folding.lock().unwrap().fail_next_apply = true;
+    let mut more = first.then();
+    let t = more.add("late");
+    more.start(t).complete(t);
+    // The failure stops feeding it (the store logs it); the journal has the events.
+    harness
+        .with_store(|store| async move {
+            for step in more.steps() {
+                store.append_event(step.event.clone()).await?;
+            }
+            store.flush_projections().await?;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(
+        folding.lock().unwrap().state.last_seq,
+        before,
+        "not fed after the failure"
+    );
+    // The next open catches it up from its checkpoint, without a reset.
+    let state = harness.state().unwrap();
+    let projection = folding.lock().unwrap();
+    assert_eq!(projection.state, state);
+    assert_eq!(projection.resets, 0);
+}

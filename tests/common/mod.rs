@@ -151,6 +151,8 @@ pub struct Folding {
     pub resets: u64,
     /// The next `apply` fails with `Error::ProjectionDamaged` (and leaves the state unchanged).
     pub damage_next_apply: bool,
+    /// The next `apply` fails with an error that is not damage (and leaves the state unchanged).
+    pub fail_next_apply: bool,
 }
 
 impl torrent_journal::Projection for Folding {
@@ -172,6 +174,11 @@ impl torrent_journal::Projection for Folding {
                 path: PathBuf::from("folding"),
                 reason: "told to".into(),
             });
+        }
+        if std::mem::take(&mut self.fail_next_apply) {
+            return Err(torrent_journal::Error::InvalidArgument(
+                "told to fail".into(),
+            ));
         }
         for envelope in batch {
             torrent_journal::state::apply(&mut self.state, envelope);
