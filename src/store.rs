@@ -241,8 +241,8 @@ impl TorrentStore {
             let thread = std::thread::Builder::new()
                 .name("tj-projections".into())
                 .spawn(move || {
-                    let mut fed = Fed { disk, custom };
-                    run_applier(&mut fed, rx, &progress, &reader, clock.as_ref())
+                    let mut feeds = Feeds { disk, custom };
+                    run_applier(&mut feeds, rx, &progress, &reader, clock.as_ref())
                 })
                 .ctx("spawn projection thread", dir)?;
             Some(thread)
@@ -547,7 +547,7 @@ const APPLY_BATCH_EVENTS: usize = 8192;
 
 /// The disk projections' thread: drains the queue in seq order, coalescing batches.
 fn run_applier(
-    fed: &mut Fed,
+    feeds: &mut Feeds,
     rx: Receiver<Batch>,
     applied: &Progress,
     reader: &JournalReader,
@@ -558,13 +558,13 @@ fn run_applier(
             match rx.try_recv() {
                 Ok(mut more) if batch.len() < APPLY_BATCH_EVENTS => batch.append(&mut more),
                 Ok(more) => {
-                    fed.apply(&batch, reader, clock);
+                    feeds.apply(&batch, reader, clock);
                     batch = more;
                 }
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        fed.apply(&batch, reader, clock);
+        feeds.apply(&batch, reader, clock);
         if let Some(last) = batch.last() {
             applied.set(last.seq);
         }
@@ -572,12 +572,12 @@ fn run_applier(
 }
 
 /// What the projection thread feeds: the built-in disk projections, then the embedder's.
-struct Fed {
+struct Feeds {
     disk: Vec<Disk>,
     custom: Vec<custom::Fed>,
 }
 
-impl Fed {
+impl Feeds {
     fn apply(&mut self, batch: &[Envelope], reader: &JournalReader, clock: &dyn Clock) {
         apply_all(&mut self.disk, batch, reader, clock);
         for projection in &mut self.custom {

@@ -1,9 +1,9 @@
 //! Owns the projections an embedder registers on the store ([`Registered`],
-//! `StoreOptions::with_projection`): how the store catches them up at open and feeds them each
+//! [`StoreOptions::with_projection`](crate::StoreOptions::with_projection)): how the store catches them up at open and feeds them each
 //! committed batch on its projection thread, rebuilding one that reports damage.
 //!
 //! A registered projection is any [`Projection`]: the store drives it with the same
-//! [`catch_up`](super::catch_up) as the built-in ones, so the rules are theirs — a projection
+//! [`catch_up`] as the built-in ones, so the rules are theirs — a projection
 //! ahead of the journal (or from another journal) is reset and rebuilt; one whose checkpoint
 //! is older than the retained journal (compaction removed the events it needs) gets
 //! [`Projection::install`] of the state at the head (newest snapshot + journal tail), then the

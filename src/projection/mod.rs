@@ -48,7 +48,7 @@ impl Checkpoint {
 }
 
 /// A materialized view of the journal: the built-in memory, file and SQLite projections, and
-/// any of your own (register it with `StoreOptions::with_projection`, or fill it from a
+/// any of your own (register it with [`crate::StoreOptions::with_projection`], or fill it from a
 /// journal with [`replay_into`]). A projection keeps a [`Checkpoint`] and applies batches of
 /// consecutive [`Envelope`]s (seq, commit time, [`crate::Event`]); fold them through
 /// [`crate::state::apply`] if you want the reducer's meaning rather than the raw events. See
