@@ -3,7 +3,8 @@
 //! `StoreOptions::with_projection`, and shown surviving a restart and a compaction.
 //!
 //! Run: `cargo run --example label_counts`. It prints the counts after each phase and checks
-//! them against the store's own memory projection (the reducer's state).
+//! them against the store's own memory projection (the reducer's state); `cargo test` runs it
+//! too.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -276,4 +277,13 @@ async fn main() -> torrent_journal::Result<()> {
     )
     .await;
     store.close().await
+}
+
+#[cfg(test)]
+mod tests {
+    /// The example checks itself against the reducer at every phase; `cargo test` runs it.
+    #[test]
+    fn survives_a_restart_and_a_compaction() {
+        super::main().unwrap();
+    }
 }
