@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 
 use torrent_journal::event::Event;
 use torrent_journal::model::{InfoHash, TorrentState};
-use torrent_journal::projection::Checkpoint;
 use torrent_journal::state::{Effect, State, hook_effect};
-use torrent_journal::{Envelope, Projection};
+use torrent_journal::{Checkpoint, Envelope, Projection};
 
 /// Labels per live torrent, and the last event applied.
 #[derive(Debug, Default)]
