@@ -22,10 +22,14 @@ pub mod snapshot;
 pub mod state;
 pub mod storage;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use error::{Error, Result};
 pub use event::{Envelope, Event};
+pub use history::Target;
 pub use journal::{Durability, Journal, JournalOptions, JournalReader, Receipt};
+pub use projection::{Checkpoint, Projection, replay_into};
 pub use store::{StoreOptions, TorrentStore};
 
 /// The README's examples, compiled as doctests so they cannot rot.

@@ -24,6 +24,7 @@ use crate::model::{
     Clock, HookContext, InfoHash, MetricsSummary, SessionConfiguration, Timestamp, TorrentMetrics,
     TorrentState,
 };
+use crate::projection::custom::{self, Registered};
 use crate::projection::{
     self, Base, FileProjection, FileProjectionOptions, MemoryProjection, MemoryStats, Projection,
     SqliteOptions, SqliteProjection,
@@ -50,6 +51,8 @@ pub struct StoreOptions {
     /// drifted (a program wrote to it behind the journal's back) is set aside as
     /// `<name>.drifted-<UTC time>` with a warning and rebuilt from the journal.
     pub drift_check: bool,
+    /// The embedder's own projections ([`StoreOptions::with_projection`]).
+    pub projections: Registered,
 }
 
 impl Default for StoreOptions {
@@ -63,6 +66,7 @@ impl Default for StoreOptions {
             projection_queue_batches: 1024,
             compaction: CompactionPolicy::default(),
             drift_check: false,
+            projections: Registered::default(),
         }
     }
 }
@@ -88,6 +92,17 @@ impl StoreOptions {
     /// Turns the cheap drift check at open on or off (see [`StoreOptions::drift_check`]).
     pub fn with_drift_check(mut self, on: bool) -> Self {
         self.drift_check = on;
+        self
+    }
+
+    /// Registers a projection of your own: the store catches it up at open (rebuilding it when
+    /// it is ahead of the journal or reports damage, installing the newest snapshot's state
+    /// when compaction removed the events it needs) and feeds it every committed batch on its
+    /// projection thread, like the SQLite and file projections; `flush_projections` waits for
+    /// it. Keep a clone of the `Arc` to read it — briefly: the projection thread waits for the
+    /// lock, and never hold it across an `.await`. See [`crate::projection::custom`].
+    pub fn with_projection<P: Projection + 'static>(mut self, projection: Arc<Mutex<P>>) -> Self {
+        self.projections.push(projection);
         self
     }
 }
@@ -167,7 +182,8 @@ impl TorrentStore {
     /// [`TorrentStore::open`] for synchronous callers (not on an async worker thread).
     pub fn open_blocking(dir: &Path, options: StoreOptions) -> Result<Self> {
         let memory = Arc::new(RwLock::new(MemoryProjection::new()));
-        let has_disk = options.sqlite.is_some() || options.files.is_some();
+        let has_disk =
+            options.sqlite.is_some() || options.files.is_some() || !options.projections.is_empty();
         let (tx, rx) = sync_channel::<Batch>(options.projection_queue_batches.max(1));
         let listener = listener(Arc::clone(&memory), has_disk.then_some(tx));
         let clock = Arc::clone(&options.journal.clock);
@@ -216,16 +232,20 @@ impl TorrentStore {
                 projection: Some(projection),
             });
         }
+        let custom = options.projections.open_caught_up(&reader)?;
         let applied = Arc::new(Progress::default());
         applied.set(journal.status().last_seq());
-        let applier = if disk.is_empty() {
+        let applier = if disk.is_empty() && custom.is_empty() {
             None
         } else {
             let progress = Arc::clone(&applied);
             let clock = Arc::clone(&clock);
             let thread = std::thread::Builder::new()
                 .name("tj-projections".into())
-                .spawn(move || run_applier(disk, rx, &progress, &reader, clock.as_ref()))
+                .spawn(move || {
+                    let mut feeds = Feeds { disk, custom };
+                    run_applier(&mut feeds, rx, &progress, &reader, clock.as_ref())
+                })
                 .ctx("spawn projection thread", dir)?;
             Some(thread)
         };
@@ -535,7 +555,7 @@ const APPLY_BATCH_EVENTS: usize = 8192;
 
 /// The disk projections' thread: drains the queue in seq order, coalescing batches.
 fn run_applier(
-    mut disks: Vec<Disk>,
+    feeds: &mut Feeds,
     rx: Receiver<Batch>,
     applied: &Progress,
     reader: &JournalReader,
@@ -546,15 +566,30 @@ fn run_applier(
             match rx.try_recv() {
                 Ok(mut more) if batch.len() < APPLY_BATCH_EVENTS => batch.append(&mut more),
                 Ok(more) => {
-                    apply_all(&mut disks, &batch, reader, clock);
+                    feeds.apply(&batch, reader, clock);
                     batch = more;
                 }
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        apply_all(&mut disks, &batch, reader, clock);
+        feeds.apply(&batch, reader, clock);
         if let Some(last) = batch.last() {
             applied.set(last.seq);
+        }
+    }
+}
+
+/// What the projection thread feeds: the built-in disk projections, then the embedder's.
+struct Feeds {
+    disk: Vec<Disk>,
+    custom: Vec<custom::Fed>,
+}
+
+impl Feeds {
+    fn apply(&mut self, batch: &[Envelope], reader: &JournalReader, clock: &dyn Clock) {
+        apply_all(&mut self.disk, batch, reader, clock);
+        for projection in &mut self.custom {
+            projection.apply(batch, reader);
         }
     }
 }

@@ -4,8 +4,10 @@
 //! **Invariant:** a projection is a function of the journal prefix up to its checkpoint. It never
 //! holds anything the journal does not, so deleting it loses nothing: [`catch_up`] rebuilds it.
 
+pub mod custom;
 pub mod file;
 pub mod memory;
+mod restore;
 pub mod sqlite;
 
 use serde::{Deserialize, Serialize};
@@ -21,8 +23,10 @@ use crate::model::Timestamp;
 use crate::replay;
 use crate::state::State;
 
+pub use custom::{Registered, SharedProjection};
 pub use file::{FileProjection, FileProjectionOptions, FileView};
 pub use memory::{MemoryProjection, MemoryStats};
+pub use restore::replay_into;
 pub use sqlite::{SqliteOptions, SqliteProjection};
 
 /// The last event a projection has applied: its seq and commit time. The time lets catch-up
@@ -43,7 +47,12 @@ impl Checkpoint {
     }
 }
 
-/// A materialized view of the journal.
+/// A materialized view of the journal: the built-in memory, file and SQLite projections, and
+/// any of your own (register it with [`crate::StoreOptions::with_projection`], or fill it from a
+/// journal with [`replay_into`]). A projection keeps a [`Checkpoint`] and applies batches of
+/// consecutive [`Envelope`]s (seq, commit time, [`crate::Event`]); fold them through
+/// [`crate::state::apply`] if you want the reducer's meaning rather than the raw events. See
+/// [`custom`] for what the store does with yours.
 pub trait Projection: Send {
     /// A short name for logs (`memory`, `files`, `sqlite`).
     fn name(&self) -> &'static str;

@@ -140,3 +140,63 @@ impl tracing::Subscriber for Warnings {
     fn enter(&self, _: &tracing::span::Id) {}
     fn exit(&self, _: &tracing::span::Id) {}
 }
+
+/// A custom projection for the embedder-facing tests: folds what it is given through the
+/// reducer, counts what the store asked of it, and can be told to report damage once.
+#[derive(Debug, Default)]
+pub struct Folding {
+    pub state: torrent_journal::state::State,
+    /// Events applied, installs and resets so far.
+    pub applied: u64,
+    pub installs: u64,
+    pub resets: u64,
+    /// The next `apply` fails with `Error::ProjectionDamaged` (and leaves the state unchanged).
+    pub damage_next_apply: bool,
+    /// The next `apply` fails with an error that is not damage (and leaves the state unchanged).
+    pub fail_next_apply: bool,
+}
+
+impl torrent_journal::Projection for Folding {
+    fn name(&self) -> &'static str {
+        "folding"
+    }
+
+    fn checkpoint(&self) -> torrent_journal::Checkpoint {
+        torrent_journal::Checkpoint {
+            seq: self.state.last_seq,
+            at: self.state.last_at,
+        }
+    }
+
+    fn apply(&mut self, batch: &[torrent_journal::Envelope]) -> torrent_journal::Result<()> {
+        if std::mem::take(&mut self.damage_next_apply) {
+            return Err(torrent_journal::Error::ProjectionDamaged {
+                projection: "folding",
+                path: PathBuf::from("folding"),
+                reason: "told to".into(),
+            });
+        }
+        if std::mem::take(&mut self.fail_next_apply) {
+            return Err(torrent_journal::Error::InvalidArgument(
+                "told to fail".into(),
+            ));
+        }
+        for envelope in batch {
+            torrent_journal::state::apply(&mut self.state, envelope);
+        }
+        self.applied += batch.len() as u64;
+        Ok(())
+    }
+
+    fn reset(&mut self) -> torrent_journal::Result<()> {
+        self.state = Default::default();
+        self.resets += 1;
+        Ok(())
+    }
+
+    fn install(&mut self, state: &torrent_journal::state::State) -> torrent_journal::Result<()> {
+        self.state = state.clone();
+        self.installs += 1;
+        Ok(())
+    }
+}
