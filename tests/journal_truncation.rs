@@ -1,6 +1,8 @@
 //! Proves torn-tail recovery: for every truncation length of the last segment of a small
 //! journal, reopening keeps exactly the whole frames below the cut, saves the cut bytes (up to
-//! the last non-zero one) in a `.broken` file, and the writer continues with the next seq. Runs on simulated storage.
+//! the last non-zero one) in a `.broken` file, and the writer continues with the next seq. A
+//! sealed segment cut inside a frame header is refused, naming the first missing seq even though
+//! the header that would say it is gone. Runs on simulated storage.
 
 mod common;
 
@@ -8,8 +10,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::*;
-use torrent_journal::Journal;
 use torrent_journal::journal::segment::SEGMENT_HEADER_BYTES;
+use torrent_journal::{Error, Journal};
 
 #[test]
 fn every_truncation_of_the_last_segment_reopens_to_the_whole_frames_below_the_cut() {
@@ -70,3 +72,34 @@ fn every_truncation_of_the_last_segment_reopens_to_the_whole_frames_below_the_cu
 }
 
 use torrent_journal::storage::Storage;
+
+#[test]
+fn a_sealed_segment_cut_inside_a_frame_header_names_the_missing_seq() {
+    let original = sim_journal(12, 300);
+    let paths = segments(&original);
+    let first = &paths[0];
+    let bytes = original.file_bytes(first).unwrap();
+    let starts = frame_starts(&bytes);
+    let frames = starts.len() as u64 - 1;
+    // Keep 10 bytes of the last frame's header: too few to read its seq (bytes 8..16).
+    let last_start = starts[starts.len() - 2];
+    original.put_file(first, bytes[..last_start + 10].to_vec());
+    let err = Journal::open_with(SIM_DIR, sim_options(&original, 300)).unwrap_err();
+    match err {
+        Error::Corrupt {
+            segment,
+            offset,
+            seq,
+            ..
+        } => {
+            assert_eq!(&segment, first);
+            assert_eq!(offset, last_start as u64);
+            assert_eq!(
+                seq,
+                Some(frames),
+                "the seq the cut frame should have carried"
+            );
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
