@@ -1,7 +1,8 @@
 //! Proves every single-bit flip in a small journal is detected: `verify` reports it, and open
 //! either refuses with an error naming the segment, or — only when the flip is in the last
 //! frame of the last segment, which is indistinguishable from a torn write — truncates that
-//! frame. Nothing corrupt is ever read back as an event. Runs on simulated storage.
+//! frame. Nothing corrupt is ever read back as an event. A whole, checksummed last frame with
+//! the wrong seq is damage, not a torn tail. Runs on simulated storage.
 
 mod common;
 
@@ -103,4 +104,32 @@ fn mid_log_damage_names_segment_offset_and_seq() {
         }
         other => panic!("expected a checksum mismatch, got {other}"),
     }
+}
+
+#[test]
+fn a_valid_last_frame_with_the_wrong_seq_is_refused_not_cut() {
+    let original = sim_journal(6, 1 << 20);
+    let path = &segments(&original)[0];
+    let bytes = original.file_bytes(path).unwrap();
+    let starts = frame_starts(&bytes);
+    let last = starts[starts.len() - 2];
+    let payload = bytes[last + torrent_journal::journal::frame::FRAME_HEADER_BYTES..].to_vec();
+    let mut forged = bytes[..last].to_vec();
+    torrent_journal::journal::frame::encode(&mut forged, 9, 1, &payload);
+    original.put_file(path, forged.clone());
+    let err = Journal::open_with(SIM_DIR, sim_options(&original, 1 << 20)).unwrap_err();
+    match err {
+        Error::SequenceBreak {
+            offset,
+            expected,
+            found,
+            ..
+        } => assert_eq!((offset, expected, found), (last as u64, 6, 9)),
+        other => panic!("expected a sequence break, got {other}"),
+    }
+    assert_eq!(
+        original.file_bytes(path).unwrap(),
+        forged,
+        "nothing was cut"
+    );
 }

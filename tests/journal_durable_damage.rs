@@ -13,7 +13,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use common::small_event;
+use common::{frame_starts, small_event};
 use torrent_journal::follow::{FollowOptions, Follower};
 use torrent_journal::journal::durable::{self, DurablePosition};
 use torrent_journal::journal::segment::SEGMENT_HEADER_BYTES;
@@ -25,6 +25,8 @@ use torrent_journal::{Error, Journal, JournalOptions, JournalReader};
 /// Events in the test journal; the last segment holds the last `EVENTS_IN_LAST` of them.
 const EVENTS: u64 = 12;
 const EVENTS_IN_LAST: u64 = 4;
+/// The first seq of the last segment.
+const FIRST_OF_LAST: u64 = EVENTS - EVENTS_IN_LAST + 1;
 
 /// A closed journal of `EVENTS` small events whose last segment holds the last
 /// `EVENTS_IN_LAST`; returns the last segment and where its last frame starts.
@@ -72,7 +74,8 @@ fn broken_files(dir: &Path) -> Vec<String> {
 /// Reopening fails naming `segment` and a seq within the last segment's events, and leaves
 /// every byte as it was; `verify` reports the loss, and a reader's iteration ends in an error
 /// rather than quietly short.
-fn assert_refused(dir: &Path, segment: &Path, what: &str) {
+/// `first_missing`: the first acknowledged seq the damage took, which the error must name.
+fn assert_refused(dir: &Path, segment: &Path, first_missing: u64, what: &str) {
     let before = std::fs::read(segment).ok();
     let read: Vec<_> = JournalReader::open(dir)
         .unwrap()
@@ -92,12 +95,8 @@ fn assert_refused(dir: &Path, segment: &Path, what: &str) {
         other => panic!("{what}: unexpected error {other}"),
     };
     assert_eq!(named, segment, "{what}: {err}");
-    let first_of_last = EVENTS - EVENTS_IN_LAST + 1;
     let seq = seq.unwrap_or_else(|| panic!("{what}: no seq in {err}"));
-    assert!(
-        (first_of_last..=EVENTS).contains(&seq),
-        "{what}: seq {seq}: {err}"
-    );
+    assert_eq!(seq, first_missing, "{what}: {err}");
     assert_eq!(
         std::fs::read(segment).ok(),
         before,
@@ -119,11 +118,14 @@ fn every_truncation_of_an_acknowledged_last_segment_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let (last, _) = journal(tmp.path());
     let bytes = std::fs::read(&last).unwrap();
+    let frame_ends = &frame_starts(&bytes)[1..];
     for cut in 0..bytes.len() {
         std::fs::write(&last, &bytes[..cut]).unwrap();
+        let whole_frames = frame_ends.iter().filter(|&&end| end <= cut).count() as u64;
         assert_refused(
             tmp.path(),
             &last,
+            FIRST_OF_LAST + whole_frames,
             &format!("cut at {cut} of {}", bytes.len()),
         );
     }
@@ -137,7 +139,12 @@ fn a_zero_filled_or_removed_last_segment_is_refused() {
     let mut zeroed = bytes.clone();
     zeroed[SEGMENT_HEADER_BYTES..].fill(0);
     std::fs::write(&last, &zeroed).unwrap();
-    assert_refused(tmp.path(), &last, "zero-filled after the header");
+    assert_refused(
+        tmp.path(),
+        &last,
+        FIRST_OF_LAST,
+        "zero-filled after the header",
+    );
 
     assert_follower_fails(tmp.path(), "zero-filled after the header");
 
@@ -146,7 +153,7 @@ fn a_zero_filled_or_removed_last_segment_is_refused() {
 
     std::fs::remove_file(&last).unwrap();
     let first = segments(tmp.path()).pop().unwrap();
-    assert_refused(tmp.path(), &first, "last segment removed");
+    assert_refused(tmp.path(), &first, FIRST_OF_LAST, "last segment removed");
 }
 
 /// A follower in another process delivers what is there, then fails with an error naming the
@@ -181,7 +188,7 @@ fn every_bit_flip_in_the_last_acknowledged_frame_is_refused() {
         let mut flipped = bytes.clone();
         flipped[bit / 8] ^= 1 << (bit % 8);
         std::fs::write(&last, &flipped).unwrap();
-        assert_refused(tmp.path(), &last, &format!("bit {bit} flipped"));
+        assert_refused(tmp.path(), &last, EVENTS, &format!("bit {bit} flipped"));
     }
 }
 

@@ -139,9 +139,13 @@ pub fn judge(path: &Path, buf: &[u8], stop: &Stop, is_last: bool, last_seq: u64)
     match stop {
         Stop::Clean { offset } => Ok(Ending::Clean { offset: *offset }),
         Stop::Damaged { offset, damage } => {
+            // A whole, checksummed frame with the wrong seq is never a torn write (a torn write
+            // leaves bytes that fail their checksum): it is damage wherever it is. Otherwise the
+            // frame at `offset` is invalid, so the search for a later batch starts after it.
+            let torn_possible = is_last && !matches!(damage, Damage::SeqBreak { .. });
             let marks = segment::buf_marks_batches(buf);
             let later = segment::later_batch_after(buf, offset + 1, last_seq, marks);
-            if is_last && later.is_none() {
+            if torn_possible && later.is_none() {
                 Ok(Ending::TornTail { offset: *offset })
             } else {
                 Err(damage_error(
