@@ -2,7 +2,8 @@
 //! active segment zero-filled ahead of its data (so the file's size rarely changes), readers
 //! and reopen treat the zeros as the end of data, a clean close and a rotation cut the padding
 //! off, and a crash that leaves garbage or zeros in the padding recovers exactly the
-//! acknowledged events. Real files for the shape, simulated storage for the crash images.
+//! acknowledged events, the reopened segment ending exactly with its data. Real files for the
+//! shape, simulated storage for the crash images.
 
 mod common;
 
@@ -127,6 +128,14 @@ fn a_crash_in_the_padding_recovers_the_synced_events_and_keeps_only_written_byte
         assert!(before.len() as u64 > PREALLOCATE_BYTES, "{fill:?}: padded");
 
         let journal = Journal::open_with(SIM_DIR, sim_options(&image, 1 << 20)).unwrap();
+        // Recovery leaves the file ending with its data (padding and torn bytes cut), which
+        // is what the writer assumes when it resumes at the data's end.
+        let data_end = SEGMENT_HEADER_BYTES as u64 + (1..=20).map(encoded_len).sum::<u64>();
+        let len = image.file_bytes(&segment).unwrap().len() as u64;
+        assert_eq!(
+            len, data_end,
+            "{fill:?}: the segment ends with its data after open"
+        );
         assert_eq!(
             journal.append(&small_event(99)).unwrap().first_seq,
             21,

@@ -141,7 +141,8 @@ pub fn judge(path: &Path, buf: &[u8], stop: &Stop, is_last: bool, last_seq: u64)
         Stop::Damaged { offset, damage } => {
             // A whole, checksummed frame with the wrong seq is never a torn write (a torn write
             // leaves bytes that fail their checksum): it is damage wherever it is. Otherwise the
-            // frame at `offset` is invalid, so the search for a later batch starts after it.
+            // frame at `offset` is invalid, so the search for a later batch starts after it (from
+            // `offset` or `offset - 1` would find the same: mutation testing's equivalents).
             let torn_possible = is_last && !matches!(damage, Damage::SeqBreak { .. });
             let marks = segment::buf_marks_batches(buf);
             let later = segment::later_batch_after(buf, offset + 1, last_seq, marks);
@@ -236,6 +237,9 @@ pub fn recover(storage: &dyn Storage, journal_dir: &Path) -> Result<Recovered> {
         };
         if is_last && end < buf.len() && matches!(ending, Ending::Clean { .. }) {
             // Zero padding after the data: drop it so appends continue at the data's end.
+            // (Mutation testing: `<=` for `<`, or `||` for either `&&`, only adds a truncation
+            // to the length a file already has — sealed segments carry no padding, a torn tail
+            // was cut above — so those mutants are equivalent.)
             let mut file = storage.open_append(&info.path).ctx("open", &info.path)?;
             file.set_len(end as u64).ctx("truncate", &info.path)?;
             file.sync_data().ctx("fdatasync", &info.path)?;
