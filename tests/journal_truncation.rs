@@ -2,7 +2,9 @@
 //! journal, reopening keeps exactly the whole frames below the cut, saves the cut bytes (up to
 //! the last non-zero one) in a `.broken` file, and the writer continues with the next seq. A
 //! sealed segment cut inside a frame header is refused, naming the first missing seq even though
-//! the header that would say it is gone. Runs on simulated storage.
+//! the header that would say it is gone. Successive torn tails are each kept (`.broken`,
+//! `.broken.1`, ...) and the warning says where and how many bytes were cut. Runs on simulated
+//! storage.
 
 mod common;
 
@@ -102,4 +104,45 @@ fn a_sealed_segment_cut_inside_a_frame_header_names_the_missing_seq() {
         }
         other => panic!("expected Corrupt, got {other:?}"),
     }
+}
+
+#[test]
+fn successive_torn_tails_are_each_kept_and_counted() {
+    let storage = sim_journal(5, 1 << 20);
+    let last = segments(&storage).pop().unwrap();
+    for (round, garbage_bytes) in [7usize, 19, 33].into_iter().enumerate() {
+        // Bytes a crash left after the data: not a frame, nothing valid after them.
+        let mut bytes = storage.file_bytes(&last).unwrap();
+        let data_end = bytes.len();
+        bytes.extend((0..garbage_bytes).map(|i| 0xA0 | (i as u8 & 0x0F)));
+        bytes.extend([0; 64]); // preallocation zeros after the torn write are not kept
+        storage.put_file(&last, bytes);
+
+        let (journal, warnings) =
+            with_warnings(|| Journal::open_with(SIM_DIR, sim_options(&storage, 1 << 20)));
+        let journal = journal.unwrap();
+        journal.append(&small_event(100 + round as u64)).unwrap();
+        journal.close().unwrap();
+
+        let kept = match round {
+            0 => format!("{}.broken", last.display()),
+            n => format!("{}.broken.{n}", last.display()),
+        };
+        let kept_bytes = storage.file_bytes(Path::new(&kept)).unwrap();
+        assert_eq!(kept_bytes.len(), garbage_bytes, "round {round}: {kept}");
+        let warning = warnings
+            .iter()
+            .find(|w| w.contains("torn tail"))
+            .unwrap_or_else(|| panic!("round {round}: no warning in {warnings:?}"));
+        assert!(
+            warning.contains(&format!("offset={data_end} "))
+                && warning.contains(&format!("cut_bytes={garbage_bytes} "))
+                && warning.contains(&kept),
+            "round {round}: {warning}"
+        );
+    }
+    assert_eq!(
+        read_seqs(Arc::new(storage.clone()), Path::new(SIM_DIR)),
+        (1..=8).collect::<Vec<_>>()
+    );
 }
