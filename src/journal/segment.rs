@@ -391,6 +391,32 @@ mod tests {
         assert_eq!(find_valid_frame_after(&damaged, third + 1, 1), None);
     }
 
+    #[test]
+    fn a_valid_frame_counts_only_at_a_seq_the_bytes_before_it_allow() {
+        // 230 bytes searched: at most 230 / 25 frames fit, so seqs can advance by 10 at most.
+        let with_frame_at_seq = |seq: u64| {
+            let mut buf = vec![0xFF; 200];
+            frame::encode(&mut buf, seq, 1, b"abcdef");
+            assert_eq!(buf.len(), 230);
+            buf
+        };
+        let after_seq = 100;
+        assert_eq!(
+            find_valid_frame_after(&with_frame_at_seq(after_seq + 10), 0, after_seq),
+            Some(200)
+        );
+        assert_eq!(
+            find_valid_frame_after(&with_frame_at_seq(after_seq + 11), 0, after_seq),
+            None,
+            "a frame this far ahead cannot be the journal's: not evidence of anything"
+        );
+        assert_eq!(
+            find_valid_frame_after(&with_frame_at_seq(after_seq), 0, after_seq),
+            None,
+            "a seq at or before the last good one is not a later frame"
+        );
+    }
+
     /// A segment of two batches: frames 1-2, then 3-5 (first frames marked).
     fn two_batches() -> (Vec<u8>, [usize; 5]) {
         let header = SegmentHeader {
