@@ -393,17 +393,18 @@ mod tests {
 
     #[test]
     fn a_valid_frame_counts_only_at_a_seq_the_bytes_before_it_allow() {
-        // 230 bytes searched: at most 230 / 25 frames fit, so seqs can advance by 10 at most.
+        // 240 bytes searched: at most 240 / 25 frames fit, so seqs can advance by 10 at most.
+        // (240 also tells 25 from 24 or 23 as the smallest frame, for mutation testing.)
         let with_frame_at_seq = |seq: u64| {
-            let mut buf = vec![0xFF; 200];
+            let mut buf = vec![0xFF; 210];
             frame::encode(&mut buf, seq, 1, b"abcdef");
-            assert_eq!(buf.len(), 230);
+            assert_eq!(buf.len(), 240);
             buf
         };
         let after_seq = 100;
         assert_eq!(
             find_valid_frame_after(&with_frame_at_seq(after_seq + 10), 0, after_seq),
-            Some(200)
+            Some(210)
         );
         assert_eq!(
             find_valid_frame_after(&with_frame_at_seq(after_seq + 11), 0, after_seq),
