@@ -141,6 +141,7 @@ pub enum Error {
     /// [`Error::ProjectionDamaged`] instead). `cause` keeps SQLite's error, so its code can be
     /// inspected (`cause.sqlite_error_code()`). Like [`Error::Io`], the cause is part of the
     /// message and not also returned by `source()`: an error chain says it once.
+    #[cfg(feature = "sqlite")]
     #[error("{op} {path}: {cause}")]
     Sqlite {
         op: &'static str,

@@ -8,6 +8,7 @@ pub mod check;
 pub mod compaction;
 pub mod error;
 pub mod event;
+#[cfg(feature = "follow")]
 pub mod follow;
 pub mod history;
 pub mod inspect;
@@ -17,6 +18,7 @@ mod msgpack;
 pub mod projection;
 pub mod replay;
 pub mod salvage;
+#[cfg(feature = "simulate")]
 pub mod simulate;
 pub mod snapshot;
 pub mod state;

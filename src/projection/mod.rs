@@ -8,6 +8,7 @@ pub mod custom;
 pub mod file;
 pub mod memory;
 mod restore;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,7 @@ pub use custom::{Registered, SharedProjection};
 pub use file::{FileProjection, FileProjectionOptions, FileView};
 pub use memory::{MemoryProjection, MemoryStats};
 pub use restore::replay_into;
+#[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteOptions, SqliteProjection};
 
 /// The last event a projection has applied: its seq and commit time. The time lets catch-up
