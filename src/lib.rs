@@ -3,10 +3,11 @@
 //! Every change is an event appended to a checksummed, segmented journal (the only source of
 //! truth); projections are views rebuilt from it. See `ARCHITECTURE.md` and `docs/FORMAT.md`.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod check;
 pub mod compaction;
-pub mod error;
+mod error;
 pub mod event;
 #[cfg(feature = "follow")]
 pub mod follow;
@@ -23,7 +24,7 @@ pub mod simulate;
 pub mod snapshot;
 pub mod state;
 pub mod storage;
-pub mod store;
+mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -32,6 +33,17 @@ pub use event::{Envelope, Event};
 pub use history::Target;
 pub use journal::{Durability, Journal, JournalOptions, JournalReader, Receipt};
 pub use projection::{Checkpoint, Projection, replay_into};
+pub use compaction::CompactionPolicy;
+pub use journal::{FrameRef, RawFrame, SegmentInfo, WriterStatus};
+pub use model::{
+    Clock, FileInfo, HookContext, HookEvent, InfoHash, ManualClock, MetaInfo, MetricsSummary,
+    PeerInfo, SessionConfiguration, SystemClock, Timestamp, TorrentFileRecord, TorrentMetrics,
+    TorrentState, TorrentStatus,
+};
+pub use projection::{FileProjection, FileProjectionOptions, MemoryProjection};
+#[cfg(feature = "sqlite")]
+pub use projection::{SqliteOptions, SqliteProjection};
+pub use state::State;
 pub use store::{StoreOptions, TorrentStore};
 
 /// The README's examples, compiled as doctests so they cannot rot.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use common::*;
 use torrent_journal::Journal;
-use torrent_journal::journal::segment::SEGMENT_HEADER_BYTES;
+use torrent_journal::testing::format::segment::SEGMENT_HEADER_BYTES;
 
 #[test]
 fn every_truncation_of_the_last_segment_reopens_to_the_whole_frames_below_the_cut() {

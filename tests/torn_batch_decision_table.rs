@@ -30,7 +30,7 @@ use std::sync::Arc;
 use torrent_journal::compaction::{self, CompactOptions};
 use torrent_journal::event::Event;
 use torrent_journal::history::{self, Target};
-use torrent_journal::journal::durable::{self, DurablePosition};
+use torrent_journal::testing::format::durable::{self, DurablePosition};
 use torrent_journal::journal::{self, JournalOptions};
 use torrent_journal::model::Timestamp;
 use torrent_journal::state::{self, State};
