@@ -74,6 +74,7 @@ pub struct CheckOptions {
     /// The file projection, checked when it has a `checkpoint.json` (relative: inside the store
     /// directory; default `files`). Its layout is read from that file.
     pub files: PathBuf,
+    /// The storage the store lives on (the OS unless testing).
     pub storage: Arc<dyn Storage>,
     /// Names set-aside projections.
     pub clock: Arc<dyn Clock>,
@@ -117,9 +118,11 @@ impl DriftReport {
 pub struct ProjectionCheck {
     /// `sqlite` or `files`.
     pub projection: &'static str,
+    /// The projection's file or directory.
     pub path: PathBuf,
     /// Its checkpoint's seq (`None` when it could not be read).
     pub checkpoint_seq: Option<u64>,
+    /// What the check concluded.
     pub verdict: Verdict,
     /// Why it is not clean when no torrent says it (checkpoint, damage), or why unverifiable.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -168,6 +171,7 @@ pub enum Verdict {
 pub struct TorrentDrift {
     /// The info hash in hex (an extra SQLite row's key as written, when it does not parse).
     pub info_hash: String,
+    /// What kind of difference (or problem).
     pub kind: DriftKind,
     /// The first differing field (`status`, `data.name`, `metainfo`, `metrics`, for files the
     /// JSON key or `metadata`), for changes (and for extra or missing metrics or metadata).
@@ -178,8 +182,10 @@ pub struct TorrentDrift {
 /// A difference of a single item (the session configuration).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldDrift {
+    /// What kind of difference (or problem).
     pub kind: DriftKind,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The first field that differs, when one does.
     pub field: Option<String>,
 }
 
@@ -204,6 +210,7 @@ pub struct Repair {
     pub seq: u64,
     /// The check of the rebuilt projection.
     pub verdict_after: Verdict,
+    /// Time spent rebuilding it (0 without a rebuild).
     pub rebuild_ms: f64,
 }
 

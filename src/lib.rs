@@ -28,18 +28,18 @@ mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use compaction::CompactionPolicy;
 pub use error::{Error, Result};
 pub use event::{Envelope, Event};
 pub use history::Target;
 pub use journal::{Durability, Journal, JournalOptions, JournalReader, Receipt};
-pub use projection::{Checkpoint, Projection, replay_into};
-pub use compaction::CompactionPolicy;
 pub use journal::{FrameRef, RawFrame, SegmentInfo, WriterStatus};
 pub use model::{
     Clock, FileInfo, HookContext, HookEvent, InfoHash, ManualClock, MetaInfo, MetricsSummary,
     PeerInfo, SessionConfiguration, SystemClock, Timestamp, TorrentFileRecord, TorrentMetrics,
     TorrentState, TorrentStatus,
 };
+pub use projection::{Checkpoint, Projection, replay_into};
 pub use projection::{FileProjection, FileProjectionOptions, MemoryProjection};
 #[cfg(feature = "sqlite")]
 pub use projection::{SqliteOptions, SqliteProjection};

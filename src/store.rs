@@ -41,9 +41,11 @@ pub struct StoreOptions {
     #[cfg(feature = "sqlite")]
     pub sqlite: Option<PathBuf>,
     #[cfg(feature = "sqlite")]
+    /// The SQLite projection's options.
     pub sqlite_options: SqliteOptions,
     /// A file projection in this directory (relative paths are inside the store directory).
     pub files: Option<PathBuf>,
+    /// The file projection's options.
     pub file_options: FileProjectionOptions,
     /// Committed batches that may wait for the disk projections before appends slow down.
     pub projection_queue_batches: usize,

@@ -61,7 +61,10 @@ pub enum Durability {
     EveryBatch,
     /// Acknowledge after the batch's `write`; `fdatasync` at most `interval_ms` later. A process
     /// crash loses nothing acknowledged; a power cut may lose the last `interval_ms` of events.
-    Interval { interval_ms: u64 },
+    Interval {
+        /// The longest an acknowledged batch waits for its `fdatasync`.
+        interval_ms: u64,
+    },
     /// Acknowledge after `write`; sync only on segment rotation and close. A process crash loses
     /// nothing acknowledged; a power cut may lose everything since the last rotation.
     Never,

@@ -35,7 +35,9 @@ pub use sqlite::{SqliteOptions, SqliteProjection};
 /// notice a projection built from a different journal that merely has the same seqs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Checkpoint {
+    /// The sequence number.
     pub seq: u64,
+    /// The commit time.
     pub at: Timestamp,
 }
 

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use torrent_journal::event::Event;
 use torrent_journal::journal::JournalOptions;
-use torrent_journal::testing::format::{frame, segment};
 use torrent_journal::model::{InfoHash, ManualClock, Timestamp, TorrentState};
 use torrent_journal::storage::{SimStorage, Storage};
+use torrent_journal::testing::format::{frame, segment};
 use torrent_journal::{Journal, JournalReader};
 
 /// The store directory used on simulated storage.
