@@ -1,7 +1,40 @@
 //! torrent-journal: crash-proof, replayable, queryable state for BitTorrent clients.
 //!
-//! Every change is an event appended to a checksummed, segmented journal (the only source of
-//! truth); projections are views rebuilt from it. See `ARCHITECTURE.md` and `docs/FORMAT.md`.
+//! Start with [`TorrentStore`]: open a directory, save and load torrents, session settings,
+//! metrics and hook events; every change is an event appended to a checksummed, segmented
+//! journal (the only source of truth) before the call returns, and projections (memory always;
+//! SQLite and plain files with [`StoreOptions`]) are views rebuilt from it.
+//!
+//! ```
+//! use torrent_journal::{InfoHash, StoreOptions, Timestamp, TorrentState, TorrentStore};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> torrent_journal::Result<()> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! // Takes the writer's lock, recovers the journal, catches the projections up.
+//! let store = TorrentStore::open(dir.path(), StoreOptions::default()).await?;
+//! let hash: InfoHash = "0123456789abcdef0123456789abcdef01234567".parse()?;
+//! let torrent = TorrentState { info_hash: hash, added_date: Timestamp::now(), ..Default::default() };
+//! store.save_torrent(&torrent).await?; // durable (fdatasync) and visible when it returns
+//! assert_eq!(store.load_torrent(&hash).await?.info_hash, hash);
+//! store.close().await // waits for the projections, releases the lock
+//! # }
+//! ```
+//!
+//! Then, as you need them:
+//! - your own views: implement [`Projection`] and register it
+//!   ([`StoreOptions::with_projection`]), or fold a journal yourself with [`replay_into`];
+//! - the journal alone: [`Journal`] (the single writer) and [`JournalReader`] (lock-free, from
+//!   any process), with [`Durability`] choosing what an acknowledgement means;
+//! - history and housekeeping: [`history`] (state at a seq or time), [`compaction`] (snapshots,
+//!   removing old segments), [`check`] (projection drift), [`journal::verify`] and [`salvage`];
+//! - the data model: [`TorrentState`], [`SessionConfiguration`], [`TorrentMetrics`],
+//!   [`HookContext`], [`Event`] and [`Envelope`].
+//!
+//! Cargo features: `sqlite` (the SQLite projection; default), `follow` (tailing a live journal
+//! from another process; default), `simulate` (the demo traffic generator), `testing` (the test
+//! kit, the `testing` module). With `default-features = false` the library builds without
+//! SQLite and notify. See `ARCHITECTURE.md` and `docs/FORMAT.md`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -37,7 +37,7 @@ pub struct FrameRef<'a> {
     pub seq: u64,
     /// The commit time, Unix nanoseconds.
     pub at_unix_nanos: i64,
-    /// Whether this frame starts a write batch (see [`BATCH_START_BIT`]).
+    /// Whether this frame starts a write batch (the length field's top bit; `docs/FORMAT.md`).
     pub batch_start: bool,
     /// The payload bytes (an encoded event).
     pub payload: &'a [u8],
