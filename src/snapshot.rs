@@ -622,8 +622,14 @@ pub fn newest_header_at(storage: &dyn Storage, dir: &Path) -> Option<Timestamp> 
 }
 
 /// Writes `body` durably as `DIR/snapshots/<seq>.snap` (creating the directory if needed) and
-/// returns its path. The file appears complete or not at all.
-pub fn write_snapshot(storage: &dyn Storage, dir: &Path, body: &SnapshotBody) -> Result<PathBuf> {
+/// returns its path. The file appears complete or not at all. Crate-private: a snapshot is a
+/// promise about the journal (compaction later removes what it covers), so only compaction
+/// writes one; tests reach it through `testing::format::write_snapshot`.
+pub(crate) fn write_snapshot(
+    storage: &dyn Storage,
+    dir: &Path,
+    body: &SnapshotBody,
+) -> Result<PathBuf> {
     let snapshots = snapshots_dir(dir);
     if !storage.is_dir(&snapshots) {
         storage
