@@ -7,8 +7,8 @@ use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use torrent_journal::event::{self, Event};
-use torrent_journal::journal::frame;
 use torrent_journal::model::{InfoHash, Timestamp, TorrentState};
+use torrent_journal::testing::format::frame;
 
 fn saved_event() -> Event {
     let state = TorrentState::sample(

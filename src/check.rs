@@ -50,10 +50,11 @@ use crate::error::{Error, IoContext, Result};
 use crate::history::{self, Target};
 use crate::journal::{JournalReader, LOCK_FILE_NAME};
 use crate::model::{Clock, SystemClock};
+#[cfg(feature = "sqlite")]
+use crate::projection::SqliteOptions;
+#[cfg(feature = "sqlite")]
 use crate::projection::sqlite::{self as sqlite_projection, Fields};
-use crate::projection::{
-    Checkpoint, FileProjection, FileProjectionOptions, FileView, SqliteOptions,
-};
+use crate::projection::{Checkpoint, FileProjection, FileProjectionOptions, FileView};
 use crate::state::State;
 use crate::storage::{RealStorage, Storage};
 use crate::store::{Aside, DiskSpec, StoreOptions};
@@ -65,12 +66,15 @@ pub struct CheckOptions {
     pub repair: bool,
     /// The SQLite projection, checked when the file exists (relative: inside the store
     /// directory; default `state.db`).
+    #[cfg(feature = "sqlite")]
     pub sqlite: PathBuf,
     /// Its options (only `metrics_retention` matters here, and for a rebuild).
+    #[cfg(feature = "sqlite")]
     pub sqlite_options: SqliteOptions,
     /// The file projection, checked when it has a `checkpoint.json` (relative: inside the store
     /// directory; default `files`). Its layout is read from that file.
     pub files: PathBuf,
+    /// The storage the store lives on (the OS unless testing).
     pub storage: Arc<dyn Storage>,
     /// Names set-aside projections.
     pub clock: Arc<dyn Clock>,
@@ -80,7 +84,9 @@ impl Default for CheckOptions {
     fn default() -> Self {
         Self {
             repair: false,
+            #[cfg(feature = "sqlite")]
             sqlite: PathBuf::from(StoreOptions::SQLITE_FILE_NAME),
+            #[cfg(feature = "sqlite")]
             sqlite_options: SqliteOptions::default(),
             files: PathBuf::from(StoreOptions::FILES_DIR_NAME),
             storage: Arc::new(RealStorage),
@@ -112,9 +118,11 @@ impl DriftReport {
 pub struct ProjectionCheck {
     /// `sqlite` or `files`.
     pub projection: &'static str,
+    /// The projection's file or directory.
     pub path: PathBuf,
     /// Its checkpoint's seq (`None` when it could not be read).
     pub checkpoint_seq: Option<u64>,
+    /// What the check concluded.
     pub verdict: Verdict,
     /// Why it is not clean when no torrent says it (checkpoint, damage), or why unverifiable.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -163,6 +171,7 @@ pub enum Verdict {
 pub struct TorrentDrift {
     /// The info hash in hex (an extra SQLite row's key as written, when it does not parse).
     pub info_hash: String,
+    /// What kind of difference (or problem).
     pub kind: DriftKind,
     /// The first differing field (`status`, `data.name`, `metainfo`, `metrics`, for files the
     /// JSON key or `metadata`), for changes (and for extra or missing metrics or metadata).
@@ -173,8 +182,10 @@ pub struct TorrentDrift {
 /// A difference of a single item (the session configuration).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldDrift {
+    /// What kind of difference (or problem).
     pub kind: DriftKind,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The first field that differs, when one does.
     pub field: Option<String>,
 }
 
@@ -199,6 +210,7 @@ pub struct Repair {
     pub seq: u64,
     /// The check of the rebuilt projection.
     pub verdict_after: Verdict,
+    /// Time spent rebuilding it (0 without a rebuild).
     pub rebuild_ms: f64,
 }
 
@@ -233,15 +245,9 @@ pub fn check_projections(dir: impl AsRef<Path>, options: &CheckOptions) -> Resul
     let mut states = States::new(Arc::clone(&storage), dir);
     let mut projections = Vec::new();
 
-    let sqlite = dir.join(&options.sqlite);
-    if sqlite.exists() {
-        let spec = DiskSpec::Sqlite {
-            path: sqlite.clone(),
-            options: options.sqlite_options.clone(),
-        };
-        let metrics = options.sqlite_options.metrics_retention.is_none();
-        let check = |states: &mut States| check_sqlite(&sqlite, metrics, states);
-        projections.push(run(spec, check, &mut states, &reader, options)?);
+    #[cfg(feature = "sqlite")]
+    if let Some(check) = check_sqlite_if_present(dir, &mut states, &reader, options)? {
+        projections.push(check);
     }
     let files = dir.join(&options.files);
     if storage.exists(&files.join("checkpoint.json")) {
@@ -266,6 +272,27 @@ pub fn check_projections(dir: impl AsRef<Path>, options: &CheckOptions) -> Resul
 }
 
 /// Checks one projection, repairs it when asked and needed, and checks it again.
+/// Checks (and with `repair`, rebuilds) the SQLite projection when its file exists.
+#[cfg(feature = "sqlite")]
+fn check_sqlite_if_present(
+    dir: &Path,
+    states: &mut States,
+    reader: &JournalReader,
+    options: &CheckOptions,
+) -> Result<Option<ProjectionCheck>> {
+    let sqlite = dir.join(&options.sqlite);
+    if !sqlite.exists() {
+        return Ok(None);
+    }
+    let spec = DiskSpec::Sqlite {
+        path: sqlite.clone(),
+        options: options.sqlite_options.clone(),
+    };
+    let metrics = options.sqlite_options.metrics_retention.is_none();
+    let check = |states: &mut States| check_sqlite(&sqlite, metrics, states);
+    run(spec, check, states, reader, options).map(Some)
+}
+
 fn run(
     spec: DiskSpec,
     check: impl Fn(&mut States) -> Result<ProjectionCheck>,
@@ -445,6 +472,7 @@ fn read_or_verdict<T>(
     })
 }
 
+#[cfg(feature = "sqlite")]
 fn check_sqlite(path: &Path, metrics: bool, states: &mut States) -> Result<ProjectionCheck> {
     let started = Instant::now();
     let image = match read_or_verdict("sqlite", path, started, sqlite_projection::read_image(path))
@@ -681,6 +709,7 @@ fn compare_option<V>(
     }
 }
 
+#[cfg(feature = "sqlite")]
 /// The first field (in the expected order, then the actual one's extras) that differs.
 fn first_difference(expected: &Fields, actual: &Fields) -> Option<String> {
     let have: HashMap<&str, &Value> = actual.iter().map(|(k, v)| (k.as_str(), v)).collect();
@@ -710,6 +739,7 @@ fn first_json_difference(expected: &Value, actual: &Value) -> Option<String> {
     }
 }
 
+#[cfg(feature = "sqlite")]
 /// The store's cheap check at open of the SQLite projection at `path` against `state` (the
 /// reducer's, at the projection's checkpoint): counts and a digest of the columns
 /// (`sqlite::read_summary`; the `data` JSON is not read). `Some(why)` on drift.

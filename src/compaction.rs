@@ -122,6 +122,7 @@ impl Default for CompactOptions {
 pub struct CompactReport {
     /// The snapshot at the retention boundary (`None`: nothing to compact).
     pub snapshot_seq: Option<u64>,
+    /// The snapshot written at the boundary, if one was.
     pub snapshot_path: Option<PathBuf>,
     /// Whether this run wrote it (`false`: it existed already).
     pub snapshot_written: bool,
@@ -138,6 +139,7 @@ pub struct CompactReport {
     pub snapshots_removed: Vec<PathBuf>,
     /// Bytes of segments and snapshots in the store before and after.
     pub bytes_before: u64,
+    /// Bytes of segments left after compaction.
     pub bytes_after: u64,
 }
 

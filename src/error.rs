@@ -14,14 +14,22 @@ pub enum Error {
     /// returned by `source()`, so an error chain (`{:#}`, anyhow) says it once.
     #[error("{op} {path}: {cause}")]
     Io {
+        /// What was being done (`open`, `write`, `fsync`, ...).
         op: &'static str,
+        /// The file or directory concerned.
         path: PathBuf,
+        /// The underlying error.
         cause: io::Error,
     },
 
     /// Another writer holds the journal's lock.
     #[error("journal {path} is locked by another writer{}", holder_suffix(.pid))]
-    Locked { path: PathBuf, pid: Option<u32> },
+    Locked {
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The holder's pid, when its lock file names one.
+        pid: Option<u32>,
+    },
 
     /// A frame's checksum does not match its contents.
     #[error(
@@ -29,19 +37,28 @@ pub enum Error {
         seq_suffix(.seq)
     )]
     ChecksumMismatch {
+        /// The segment file.
         segment: PathBuf,
+        /// Byte offset of the frame (or damage) in the file.
         offset: u64,
+        /// The sequence number.
         seq: Option<u64>,
+        /// The checksum stored in the file.
         expected: u32,
+        /// The checksum computed from the bytes.
         got: u32,
     },
 
     /// Bytes that cannot be a valid journal, with the reason.
     #[error("corrupt journal {segment} at offset {offset}{}: {reason}", seq_suffix(.seq))]
     Corrupt {
+        /// The segment file.
         segment: PathBuf,
+        /// Byte offset of the frame (or damage) in the file.
         offset: u64,
+        /// The sequence number.
         seq: Option<u64>,
+        /// Why, in words.
         reason: String,
     },
 
@@ -50,17 +67,24 @@ pub enum Error {
         "sequence break in {segment} at offset {offset}: expected seq {expected}, found {found}"
     )]
     SequenceBreak {
+        /// The segment file.
         segment: PathBuf,
+        /// Byte offset of the frame (or damage) in the file.
         offset: u64,
+        /// The seq that should have come next.
         expected: u64,
+        /// The seq found there.
         found: u64,
     },
 
     /// A file written by a newer (or unknown) format version.
     #[error("{path} has format version {found}; this build reads up to version {supported}")]
     UnsupportedVersion {
+        /// The file or directory concerned.
         path: PathBuf,
+        /// The version the file declares.
         found: u8,
+        /// The newest version this build reads.
         supported: u8,
     },
 
@@ -68,11 +92,19 @@ pub enum Error {
     #[error(
         "event of {size_bytes} bytes exceeds the maximum of {max_bytes} bytes; nothing was written"
     )]
-    EventTooLarge { size_bytes: usize, max_bytes: usize },
+    EventTooLarge {
+        /// The encoded event's size.
+        size_bytes: usize,
+        /// The configured maximum.
+        max_bytes: usize,
+    },
 
     /// The writer saw a failed write or fsync and refuses further appends until reopened.
     #[error("journal writer is poisoned by an earlier I/O failure ({cause}); reopen the journal")]
-    Poisoned { cause: String },
+    Poisoned {
+        /// The underlying error.
+        cause: String,
+    },
 
     /// The journal or store was closed.
     #[error("journal is closed")]
@@ -80,11 +112,19 @@ pub enum Error {
 
     /// A malformed info hash.
     #[error("invalid info hash {input:?}: {reason}")]
-    InvalidInfoHash { input: String, reason: String },
+    InvalidInfoHash {
+        /// The text given.
+        input: String,
+        /// Why, in words.
+        reason: String,
+    },
 
     /// No torrent with this info hash.
     #[error("torrent {info_hash} not found")]
-    TorrentNotFound { info_hash: String },
+    TorrentNotFound {
+        /// The info hash asked for.
+        info_hash: String,
+    },
 
     /// An event could not be encoded.
     #[error("cannot encode event: {0}")]
@@ -93,30 +133,45 @@ pub enum Error {
     /// A frame's checksum is right but its payload does not decode as an event.
     #[error("cannot decode event seq {seq} in {segment} at offset {offset}: {reason}")]
     Decode {
+        /// The segment file.
         segment: PathBuf,
+        /// Byte offset of the frame (or damage) in the file.
         offset: u64,
+        /// The sequence number.
         seq: u64,
+        /// Why, in words.
         reason: String,
     },
 
     /// The requested seq is older than the oldest event the journal still holds.
     #[error("seq {requested} is not retained: the journal starts at seq {earliest}")]
-    SeqNotRetained { requested: u64, earliest: u64 },
+    SeqNotRetained {
+        /// The seq asked for.
+        requested: u64,
+        /// The oldest seq the journal still holds.
+        earliest: u64,
+    },
 
     /// A point in time that the retained history cannot materialize. The message states the
     /// earliest restorable seq and time.
     #[error("{message}")]
     NotRestorable {
+        /// The point in time asked for, as given.
         target: String,
+        /// The earliest restorable seq, if any.
         earliest_seq: Option<u64>,
+        /// The full explanation (also the error's message).
         message: String,
     },
 
     /// A snapshot file whose bytes are unusable.
     #[error("corrupt snapshot {path} at offset {offset}: {reason}")]
     CorruptSnapshot {
+        /// The file or directory concerned.
         path: PathBuf,
+        /// Byte offset of the frame (or damage) in the file.
         offset: u64,
+        /// Why, in words.
         reason: String,
     },
 
@@ -126,14 +181,22 @@ pub enum Error {
     /// aside and rebuilds the projection from the journal.
     #[error("{projection} projection {path} is damaged: {reason}")]
     ProjectionDamaged {
+        /// Which projection (`sqlite`, `files`, or a custom one's name).
         projection: &'static str,
+        /// The file or directory concerned.
         path: PathBuf,
+        /// Why, in words.
         reason: String,
     },
 
     /// Another compaction holds the compaction lock.
     #[error("another compaction is running on {dir}{}", holder_suffix(.pid))]
-    CompactionRunning { dir: PathBuf, pid: Option<u32> },
+    CompactionRunning {
+        /// The store directory.
+        dir: PathBuf,
+        /// The holder's pid, when its lock file names one.
+        pid: Option<u32>,
+    },
 
     /// A SQLite call of the SQLite projection failed and the database is not damaged: it
     /// cannot be opened or created, permission denied, disk full, locked by another connection
@@ -141,23 +204,33 @@ pub enum Error {
     /// [`Error::ProjectionDamaged`] instead). `cause` keeps SQLite's error, so its code can be
     /// inspected (`cause.sqlite_error_code()`). Like [`Error::Io`], the cause is part of the
     /// message and not also returned by `source()`: an error chain says it once.
+    #[cfg(feature = "sqlite")]
     #[error("{op} {path}: {cause}")]
     Sqlite {
+        /// What was being done (`open`, `write`, `fsync`, ...).
         op: &'static str,
+        /// The file or directory concerned.
         path: PathBuf,
+        /// The underlying error.
         cause: rusqlite::Error,
     },
 
     /// Something this build needs from its environment is missing (a SQLite without WAL or
     /// foreign keys, ...): not damage, not a caller's mistake.
     #[error("unsupported: {what}")]
-    Unsupported { what: String },
+    Unsupported {
+        /// What, in words.
+        what: String,
+    },
 
     /// A bug or a broken invariant inside torrent-journal: a worker thread panicked, a task
     /// was cancelled, a value that cannot occur did. The operation failed; nothing acknowledged
     /// is lost (the journal stays the truth), but please report it.
     #[error("internal error: {what}")]
-    Internal { what: String },
+    Internal {
+        /// What, in words.
+        what: String,
+    },
 
     /// A caller passed something unusable (bad path, bad option, bad range, a batch that does
     /// not continue a projection's checkpoint). Only for the caller's mistakes: damage, I/O and

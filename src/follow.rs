@@ -125,8 +125,11 @@ pub enum FollowItem {
     /// `seq` (committed at `at`), from the newest snapshot. Replace whatever was built so far
     /// with it (e.g. [`crate::projection::Projection::install`]); events continue at `seq + 1`.
     Resynced {
+        /// The sequence number.
         seq: u64,
+        /// The commit time.
         at: Timestamp,
+        /// The state after event `seq`.
         state: Box<State>,
     },
 }

@@ -11,12 +11,19 @@ use crate::model::Timestamp;
 /// Summary statistics of a journal.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct JournalStats {
+    /// Number of segment files.
     pub segments: usize,
+    /// Their total size.
     pub bytes: u64,
+    /// Number of events read.
     pub events: u64,
+    /// The first seq, if any event.
     pub first_seq: Option<u64>,
+    /// The last seq, if any event.
     pub last_seq: Option<u64>,
+    /// The first event's commit time.
     pub first_at: Option<Timestamp>,
+    /// The last event's commit time.
     pub last_at: Option<Timestamp>,
     /// Distinct info hashes named by any event.
     pub torrents_seen: usize,

@@ -32,6 +32,7 @@ const SALVAGE_SEGMENT_BYTES: usize = 64 * 1024 * 1024;
 /// One quarantined region.
 #[derive(Debug, Clone, Serialize)]
 pub struct QuarantinedRegion {
+    /// The problem that made it unreadable.
     pub problem: Problem,
     /// Where its bytes are in `quarantine.bin`.
     pub quarantine_offset: u64,
@@ -40,23 +41,32 @@ pub struct QuarantinedRegion {
 /// A run of kept events whose seqs changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Renumbered {
+    /// The first seq of the run in the damaged journal.
     pub old_first: u64,
+    /// Its first seq in the salvaged journal.
     pub new_first: u64,
+    /// How many events the run has.
     pub count: u64,
 }
 
 /// What [`salvage`] kept and what it could not.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SalvageReport {
+    /// Events copied to the salvaged journal.
     pub events_kept: u64,
     /// Frames whose checksum was right but whose payload is not an event (quarantined).
     pub events_undecodable: u64,
+    /// The damaged regions, each quarantined.
     pub regions: Vec<QuarantinedRegion>,
+    /// Their total size.
     pub bytes_quarantined: u64,
+    /// Runs of events renumbered to close gaps.
     pub renumbered: Vec<Renumbered>,
+    /// Snapshots copied along.
     pub snapshots_copied: usize,
     /// `path: reason` of each snapshot not carried over.
     pub snapshots_not_copied: Vec<String>,
+    /// The salvaged store directory.
     pub out: PathBuf,
 }
 

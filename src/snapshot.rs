@@ -108,11 +108,17 @@ impl SnapshotBody {
 /// A decoded, checksum-verified snapshot header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SnapshotHeader {
+    /// The format version.
     pub version: u8,
+    /// The sequence number.
     pub seq: u64,
+    /// The commit time.
     pub at: Timestamp,
+    /// Number of torrents in the body.
     pub torrent_count: u64,
+    /// The body's length in bytes.
     pub body_len: u64,
+    /// The body's CRC32C.
     pub body_crc: u32,
 }
 
@@ -179,17 +185,38 @@ fn le_u32(bytes: &[u8]) -> u32 {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SnapshotError {
     /// Shorter than a header.
-    TooShort { len_bytes: usize },
+    TooShort {
+        /// The length found.
+        len_bytes: usize,
+    },
     /// Not a snapshot at all.
     BadMagic,
     /// The header's checksum does not match it.
-    HeaderChecksum { expected: u32, got: u32 },
+    HeaderChecksum {
+        /// The checksum stored in the file.
+        expected: u32,
+        /// The checksum computed from the bytes.
+        got: u32,
+    },
     /// A valid header of a format this build does not read.
-    UnsupportedVersion { found: u8 },
+    UnsupportedVersion {
+        /// The version the file declares.
+        found: u8,
+    },
     /// The file is not exactly header + the body length the header declares.
-    BodyLength { declared: u64, actual: u64 },
+    BodyLength {
+        /// The length the header declares.
+        declared: u64,
+        /// The length there is.
+        actual: u64,
+    },
     /// The body's checksum does not match it.
-    BodyChecksum { expected: u32, got: u32 },
+    BodyChecksum {
+        /// The checksum stored in the file.
+        expected: u32,
+        /// The checksum computed from the bytes.
+        got: u32,
+    },
     /// The body's checksum matches but it does not decode.
     Body(String),
     /// The body decodes but disagrees with the header.
@@ -544,7 +571,9 @@ fn check_agreement(header: &SnapshotHeader, body: &SnapshotBody) -> Result<(), S
 /// A snapshot file and the seq its name says it is at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotInfo {
+    /// The sequence number.
     pub seq: u64,
+    /// The file or directory concerned.
     pub path: PathBuf,
 }
 
@@ -593,8 +622,14 @@ pub fn newest_header_at(storage: &dyn Storage, dir: &Path) -> Option<Timestamp> 
 }
 
 /// Writes `body` durably as `DIR/snapshots/<seq>.snap` (creating the directory if needed) and
-/// returns its path. The file appears complete or not at all.
-pub fn write_snapshot(storage: &dyn Storage, dir: &Path, body: &SnapshotBody) -> Result<PathBuf> {
+/// returns its path. The file appears complete or not at all. Crate-private: a snapshot is a
+/// promise about the journal (compaction later removes what it covers), so only compaction
+/// writes one; tests reach it through `testing::format::write_snapshot`.
+pub(crate) fn write_snapshot(
+    storage: &dyn Storage,
+    dir: &Path,
+    body: &SnapshotBody,
+) -> Result<PathBuf> {
     let snapshots = snapshots_dir(dir);
     if !storage.is_dir(&snapshots) {
         storage

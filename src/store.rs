@@ -27,8 +27,9 @@ use crate::model::{
 use crate::projection::custom::{self, Registered};
 use crate::projection::{
     self, Base, FileProjection, FileProjectionOptions, MemoryProjection, MemoryStats, Projection,
-    SqliteOptions, SqliteProjection,
 };
+#[cfg(feature = "sqlite")]
+use crate::projection::{SqliteOptions, SqliteProjection};
 use crate::storage::Storage;
 
 /// Which projections a store keeps besides memory (always on), and how.
@@ -37,10 +38,14 @@ pub struct StoreOptions {
     /// The journal's options (durability, segment size, storage, clock).
     pub journal: JournalOptions,
     /// A SQLite projection at this path (relative paths are inside the store directory).
+    #[cfg(feature = "sqlite")]
     pub sqlite: Option<PathBuf>,
+    #[cfg(feature = "sqlite")]
+    /// The SQLite projection's options.
     pub sqlite_options: SqliteOptions,
     /// A file projection in this directory (relative paths are inside the store directory).
     pub files: Option<PathBuf>,
+    /// The file projection's options.
     pub file_options: FileProjectionOptions,
     /// Committed batches that may wait for the disk projections before appends slow down.
     pub projection_queue_batches: usize,
@@ -59,7 +64,9 @@ impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             journal: JournalOptions::default(),
+            #[cfg(feature = "sqlite")]
             sqlite: None,
+            #[cfg(feature = "sqlite")]
             sqlite_options: SqliteOptions::default(),
             files: None,
             file_options: FileProjectionOptions::default(),
@@ -78,9 +85,19 @@ impl StoreOptions {
     pub const FILES_DIR_NAME: &'static str = "files";
 
     /// Adds the SQLite projection at `DIR/state.db`.
+    #[cfg(feature = "sqlite")]
     pub fn with_sqlite(mut self) -> Self {
         self.sqlite = Some(PathBuf::from(Self::SQLITE_FILE_NAME));
         self
+    }
+
+    /// Whether any projection besides memory is configured (they need the projection thread).
+    fn has_disk_projections(&self) -> bool {
+        #[cfg(feature = "sqlite")]
+        if self.sqlite.is_some() {
+            return true;
+        }
+        self.files.is_some() || !self.projections.is_empty()
     }
 
     /// Adds the file projection at `DIR/files/`.
@@ -121,6 +138,7 @@ struct Inner {
     applier: Mutex<Option<JoinHandle<()>>>,
     applied: Arc<Progress>,
     clock: Arc<dyn Clock>,
+    #[cfg(feature = "sqlite")]
     sqlite_path: Option<PathBuf>,
     files_dir: Option<PathBuf>,
     auto: AutoCompaction,
@@ -182,8 +200,7 @@ impl TorrentStore {
     /// [`TorrentStore::open`] for synchronous callers (not on an async worker thread).
     pub fn open_blocking(dir: &Path, options: StoreOptions) -> Result<Self> {
         let memory = Arc::new(RwLock::new(MemoryProjection::new()));
-        let has_disk =
-            options.sqlite.is_some() || options.files.is_some() || !options.projections.is_empty();
+        let has_disk = options.has_disk_projections();
         let (tx, rx) = sync_channel::<Batch>(options.projection_queue_batches.max(1));
         let listener = listener(Arc::clone(&memory), has_disk.then_some(tx));
         let clock = Arc::clone(&options.journal.clock);
@@ -194,9 +211,11 @@ impl TorrentStore {
             let mut memory = memory.write().unwrap_or_else(|p| p.into_inner());
             projection::catch_up_from(&mut *memory, &reader, Base::Newest, &mut |_| {})?;
         }
+        #[cfg(feature = "sqlite")]
         let sqlite_path = options.sqlite.as_ref().map(|p| dir.join(p));
         let files_dir = options.files.as_ref().map(|p| dir.join(p));
         let mut specs = Vec::new();
+        #[cfg(feature = "sqlite")]
         if let Some(path) = &sqlite_path {
             specs.push(DiskSpec::Sqlite {
                 path: path.clone(),
@@ -258,6 +277,7 @@ impl TorrentStore {
                 applier: Mutex::new(applier),
                 applied,
                 clock,
+                #[cfg(feature = "sqlite")]
                 sqlite_path,
                 files_dir,
                 auto: AutoCompaction {
@@ -276,6 +296,7 @@ impl TorrentStore {
     }
 
     /// The SQLite projection's path, if configured (open it read-only for your own queries).
+    #[cfg(feature = "sqlite")]
     pub fn sqlite_path(&self) -> Option<&Path> {
         self.inner.sqlite_path.as_deref()
     }
@@ -661,6 +682,7 @@ impl Aside {
 /// Where a disk projection lives and how it is opened.
 #[derive(Debug)]
 pub(crate) enum DiskSpec {
+    #[cfg(feature = "sqlite")]
     Sqlite {
         path: PathBuf,
         options: SqliteOptions,
@@ -680,6 +702,7 @@ fn is_damage(err: &Error) -> bool {
 impl DiskSpec {
     fn path(&self) -> &Path {
         match self {
+            #[cfg(feature = "sqlite")]
             DiskSpec::Sqlite { path, .. } => path,
             DiskSpec::Files { dir, .. } => dir,
         }
@@ -708,6 +731,7 @@ impl DiskSpec {
     /// `state`: `Some(why)` when it drifted. Damage found while reading counts as drift.
     fn quick_drift(&self, state: &crate::state::State) -> Result<Option<String>> {
         let found = match self {
+            #[cfg(feature = "sqlite")]
             DiskSpec::Sqlite { path, options } => {
                 crate::check::quick_drift_sqlite(path, options, state)
             }
@@ -748,6 +772,7 @@ impl DiskSpec {
     /// empty one opened in its place. The SQLite projection is checked with `quick_check`.
     fn open(&self, clock: &dyn Clock) -> Result<Box<dyn Projection>> {
         let opened = match self {
+            #[cfg(feature = "sqlite")]
             DiskSpec::Sqlite { path, options } => SqliteProjection::open(path, options.clone())
                 .and_then(|projection| {
                     projection.quick_check()?;
@@ -774,6 +799,7 @@ impl DiskSpec {
     /// Opens the projection where nothing is left of the old one (set aside or never there).
     fn open_fresh(&self) -> Result<Box<dyn Projection>> {
         Ok(match self {
+            #[cfg(feature = "sqlite")]
             DiskSpec::Sqlite { path, options } => {
                 Box::new(SqliteProjection::open(path, options.clone())?)
             }
@@ -798,6 +824,7 @@ impl DiskSpec {
         let path = self.path();
         let stamp = clock.now().to_datetime().format("%Y%m%dT%H%M%SZ");
         let companions: &[&str] = match self {
+            #[cfg(feature = "sqlite")]
             DiskSpec::Sqlite { .. } => &["", "-wal", "-shm", "-journal"],
             DiskSpec::Files { .. } => &[""],
         };
@@ -807,6 +834,7 @@ impl DiskSpec {
             PathBuf::from(name)
         };
         let exists = |p: &Path| match self {
+            #[cfg(feature = "sqlite")]
             DiskSpec::Sqlite { .. } => p.symlink_metadata().is_ok(),
             DiskSpec::Files { storage, .. } => storage.exists(p),
         };
@@ -824,6 +852,7 @@ impl DiskSpec {
                 continue;
             }
             match self {
+                #[cfg(feature = "sqlite")]
                 DiskSpec::Sqlite { .. } => std::fs::rename(&from, &to).ctx("rename", &from)?,
                 DiskSpec::Files { storage, .. } => {
                     storage.rename(&from, &to).ctx("rename", &from)?
@@ -832,6 +861,7 @@ impl DiskSpec {
         }
         let parent = crate::storage::parent_dir(path);
         match self {
+            #[cfg(feature = "sqlite")]
             DiskSpec::Sqlite { .. } => std::fs::File::open(parent)
                 .and_then(|d| d.sync_all())
                 .ctx("fsync", parent)?,

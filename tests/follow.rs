@@ -20,13 +20,13 @@ use futures_core::Stream as _;
 use torrent_journal::compaction::{self, CompactOptions, Retention};
 use torrent_journal::event::{Envelope, Event};
 use torrent_journal::follow::{FollowItem, FollowOptions, Follower};
-use torrent_journal::journal::durable::{self, DurablePosition};
-use torrent_journal::journal::frame::{self, FRAME_HEADER_BYTES};
 use torrent_journal::journal::{self as journal_mod, JournalOptions};
 use torrent_journal::model::Timestamp;
 use torrent_journal::projection::{MemoryProjection, Projection};
 use torrent_journal::state::State;
 use torrent_journal::storage::RealStorage;
+use torrent_journal::testing::format::durable::{self, DurablePosition};
+use torrent_journal::testing::format::frame::{self, FRAME_HEADER_BYTES};
 use torrent_journal::{Error, Journal, JournalReader};
 
 const WAIT: Duration = Duration::from_secs(30);

@@ -11,10 +11,11 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use torrent_journal::event::Event;
-use torrent_journal::journal::segment::{self, Scan, SegmentHeader};
-use torrent_journal::journal::{self, frame};
+use torrent_journal::journal;
 use torrent_journal::replay::{self, Peek};
 use torrent_journal::storage::{SimStorage, Storage};
+use torrent_journal::testing::format::frame;
+use torrent_journal::testing::format::segment::{self, Scan, SegmentHeader};
 use torrent_journal::{JournalOptions, event};
 
 fn cases() -> u32 {

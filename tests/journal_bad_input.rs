@@ -11,10 +11,11 @@ use std::sync::Arc;
 
 use common::*;
 use torrent_journal::event::{self, Event};
-use torrent_journal::journal::segment::{self, SegmentHeader};
-use torrent_journal::journal::{self, JOURNAL_DIR_NAME, JournalOptions, frame};
+use torrent_journal::journal::{self, JOURNAL_DIR_NAME, JournalOptions};
 use torrent_journal::model::InfoHash;
 use torrent_journal::storage::{SimStorage, Storage};
+use torrent_journal::testing::format::frame;
+use torrent_journal::testing::format::segment::{self, SegmentHeader};
 use torrent_journal::{Error, Journal, JournalReader};
 
 fn journal_dir() -> PathBuf {

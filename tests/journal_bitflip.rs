@@ -113,9 +113,10 @@ fn a_valid_last_frame_with_the_wrong_seq_is_refused_not_cut() {
     let bytes = original.file_bytes(path).unwrap();
     let starts = frame_starts(&bytes);
     let last = starts[starts.len() - 2];
-    let payload = bytes[last + torrent_journal::journal::frame::FRAME_HEADER_BYTES..].to_vec();
+    let payload =
+        bytes[last + torrent_journal::testing::format::frame::FRAME_HEADER_BYTES..].to_vec();
     let mut forged = bytes[..last].to_vec();
-    torrent_journal::journal::frame::encode(&mut forged, 9, 1, &payload);
+    torrent_journal::testing::format::frame::encode(&mut forged, 9, 1, &payload);
     original.put_file(path, forged.clone());
     let err = Journal::open_with(SIM_DIR, sim_options(&original, 1 << 20)).unwrap_err();
     match err {

@@ -15,11 +15,11 @@ use std::sync::Arc;
 
 use common::{frame_starts, small_event};
 use torrent_journal::follow::{FollowOptions, Follower};
-use torrent_journal::journal::durable::{self, DurablePosition};
-use torrent_journal::journal::segment::SEGMENT_HEADER_BYTES;
 use torrent_journal::journal::{self, JOURNAL_DIR_NAME, ProblemKind};
 use torrent_journal::model::Timestamp;
 use torrent_journal::storage::RealStorage;
+use torrent_journal::testing::format::durable::{self, DurablePosition};
+use torrent_journal::testing::format::segment::SEGMENT_HEADER_BYTES;
 use torrent_journal::{Error, Journal, JournalOptions, JournalReader};
 
 /// Events in the test journal; the last segment holds the last `EVENTS_IN_LAST` of them.

@@ -21,10 +21,11 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 use torrent_journal::event::{self, Event, HookRecord};
-use torrent_journal::journal::{self, JOURNAL_DIR_NAME, segment};
+use torrent_journal::journal::{self, JOURNAL_DIR_NAME};
 use torrent_journal::model::{HookEvent, InfoHash, ManualClock, Timestamp, TorrentState};
 use torrent_journal::simulate::Simulation;
 use torrent_journal::storage::{RealStorage, SimStorage, Storage};
+use torrent_journal::testing::format::segment;
 use torrent_journal::{Journal, JournalOptions, JournalReader};
 
 /// Set to a version (`2`) to (re)write `tests/fixtures/v<version>/` from the current writer.

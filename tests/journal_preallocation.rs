@@ -11,11 +11,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::*;
-use torrent_journal::journal::durable::{self, DurablePosition};
-use torrent_journal::journal::frame::{self, FRAME_HEADER_BYTES};
-use torrent_journal::journal::segment::SEGMENT_HEADER_BYTES;
 use torrent_journal::model::Timestamp;
 use torrent_journal::storage::{CrashFill, Fault, FaultKind, SimStorage, Storage};
+use torrent_journal::testing::format::durable::{self, DurablePosition};
+use torrent_journal::testing::format::frame::{self, FRAME_HEADER_BYTES};
+use torrent_journal::testing::format::segment::SEGMENT_HEADER_BYTES;
 use torrent_journal::{Error, Journal, JournalOptions, JournalReader, event};
 
 const PREALLOCATE_BYTES: u64 = 64 * 1024;

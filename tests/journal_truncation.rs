@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::*;
-use torrent_journal::journal::segment::SEGMENT_HEADER_BYTES;
+use torrent_journal::testing::format::segment::SEGMENT_HEADER_BYTES;
 use torrent_journal::{Error, Journal};
 
 #[test]

@@ -7,7 +7,7 @@
 //! How: journals are written on `SimStorage` through the real `Journal` writer, with a
 //! `ManualClock` advanced one second before each append (or batch), from the deterministic
 //! `Simulation` with a random seed and size; the expected states are folds of the envelopes the
-//! receipts describe. Snapshots are written with `snapshot::write_snapshot` at random seqs.
+//! receipts describe. Snapshots are written with `testing::format::write_snapshot` at random seqs.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use torrent_journal::history::{self, RestorePoint, Target};
 use torrent_journal::journal::JournalOptions;
 use torrent_journal::model::{ManualClock, Timestamp};
 use torrent_journal::simulate::Simulation;
-use torrent_journal::snapshot::{self, SnapshotBody};
+use torrent_journal::snapshot::SnapshotBody;
 use torrent_journal::state::State;
 use torrent_journal::storage::{SimStorage, Storage};
 use torrent_journal::{Journal, JournalReader};
@@ -89,7 +89,7 @@ fn write_snapshot_at(storage: &SimStorage, envelopes: &[Envelope], n: usize) {
         state: fold(envelopes, n),
         tombstones: Vec::new(),
     };
-    snapshot::write_snapshot(storage, Path::new(DIR), &body).unwrap();
+    torrent_journal::testing::format::write_snapshot(storage, Path::new(DIR), &body).unwrap();
 }
 
 /// The seq a time target must resolve to: the last event committed at or before `at`.

@@ -112,9 +112,10 @@ fn files_round_trip_on_the_real_file_system() {
     let storage = RealStorage;
     let first = body(3, 4, 40);
     let second = body(3, 4, 80);
-    let path = snapshot::write_snapshot(&storage, tmp.path(), &first).unwrap();
+    let path =
+        torrent_journal::testing::format::write_snapshot(&storage, tmp.path(), &first).unwrap();
     assert_eq!(path, tmp.path().join("snapshots/00000000000000000040.snap"));
-    snapshot::write_snapshot(&storage, tmp.path(), &second).unwrap();
+    torrent_journal::testing::format::write_snapshot(&storage, tmp.path(), &second).unwrap();
     let listed = snapshot::list_snapshots(&storage, tmp.path()).unwrap();
     assert_eq!(
         listed.iter().map(|s| s.seq).collect::<Vec<_>>(),
@@ -176,7 +177,9 @@ fn every_truncation_and_extension_is_detected() {
 #[test]
 fn damaged_files_are_errors_naming_the_file() {
     let storage = SimStorage::new();
-    let path = snapshot::write_snapshot(&storage, Path::new(DIR), &small_body()).unwrap();
+    let path =
+        torrent_journal::testing::format::write_snapshot(&storage, Path::new(DIR), &small_body())
+            .unwrap();
     let good = storage.file_bytes(&path).unwrap();
     for (what, bytes) in [
         ("flip in header", flip(&good, 20 * 8)),
@@ -228,7 +231,9 @@ fn a_future_version_is_refused_and_a_flipped_version_is_damage() {
     ));
 
     let storage = SimStorage::new();
-    let path = snapshot::write_snapshot(&storage, Path::new(DIR), &small_body()).unwrap();
+    let path =
+        torrent_journal::testing::format::write_snapshot(&storage, Path::new(DIR), &small_body())
+            .unwrap();
     storage.put_file(&path, future);
     match snapshot::read_snapshot(&storage, &path).unwrap_err() {
         Error::UnsupportedVersion {
@@ -251,8 +256,9 @@ fn a_damaged_newest_snapshot_falls_back_with_a_warning() {
     let dir = Path::new(DIR);
     let older = body(5, 3, 30);
     let newer = body(5, 3, 60);
-    snapshot::write_snapshot(&storage, dir, &older).unwrap();
-    let newest_path = snapshot::write_snapshot(&storage, dir, &newer).unwrap();
+    torrent_journal::testing::format::write_snapshot(&storage, dir, &older).unwrap();
+    let newest_path =
+        torrent_journal::testing::format::write_snapshot(&storage, dir, &newer).unwrap();
     let good = storage.file_bytes(&newest_path).unwrap();
     storage.put_file(&newest_path, flip(&good, good.len() * 4));
 
@@ -301,7 +307,7 @@ fn opening_history_uses_the_newest_valid_snapshot_and_replays_only_the_tail() {
             state: fold(n),
             tombstones: Vec::new(),
         };
-        snapshot::write_snapshot(&storage, Path::new(DIR), &body).unwrap();
+        torrent_journal::testing::format::write_snapshot(&storage, Path::new(DIR), &body).unwrap();
     }
     let shared: Arc<dyn Storage> = Arc::new(storage.clone());
     let head = history::state_at(Arc::clone(&shared), DIR, Target::Head).unwrap();

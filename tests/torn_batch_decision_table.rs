@@ -30,12 +30,12 @@ use std::sync::Arc;
 use torrent_journal::compaction::{self, CompactOptions};
 use torrent_journal::event::Event;
 use torrent_journal::history::{self, Target};
-use torrent_journal::journal::durable::{self, DurablePosition};
 use torrent_journal::journal::{self, JournalOptions};
 use torrent_journal::model::Timestamp;
 use torrent_journal::state::{self, State};
 use torrent_journal::storage::CrashFill;
 use torrent_journal::storage::{SimStorage, Storage};
+use torrent_journal::testing::format::durable::{self, DurablePosition};
 use torrent_journal::{Error, Journal};
 
 use common::{SIM_DIR, clock, frame_starts, read_seqs, torrent_event};

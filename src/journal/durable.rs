@@ -21,7 +21,9 @@ pub const DURABLE_FILE_BYTES: usize = 24;
 /// The last durable event: its seq (0: none) and commit time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DurablePosition {
+    /// The last seq known durable.
     pub seq: u64,
+    /// Its commit time.
     pub at: Timestamp,
 }
 

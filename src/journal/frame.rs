@@ -33,10 +33,13 @@ pub const MAX_FRAME_PAYLOAD_BYTES: usize = 256 * 1024 * 1024;
 /// A decoded frame borrowing its payload from the buffer it was read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameRef<'a> {
+    /// The sequence number.
     pub seq: u64,
+    /// The commit time, Unix nanoseconds.
     pub at_unix_nanos: i64,
-    /// Whether this frame starts a write batch (see [`BATCH_START_BIT`]).
+    /// Whether this frame starts a write batch (the length field's top bit; `docs/FORMAT.md`).
     pub batch_start: bool,
+    /// The payload bytes (an encoded event).
     pub payload: &'a [u8],
 }
 
@@ -52,17 +55,27 @@ impl FrameRef<'_> {
 pub enum FrameError {
     /// Fewer bytes than the frame needs: a writer may still be writing it, or a crash cut it.
     Incomplete {
+        /// Bytes the frame needs.
         needed_bytes: usize,
+        /// Bytes there are.
         available_bytes: usize,
     },
     /// An all-zero header: the end of the data (the rest of the segment is unused).
     EndMarker,
     /// The length field exceeds the format's limit.
-    LengthTooLarge { len_bytes: usize },
+    LengthTooLarge {
+        /// The length found.
+        len_bytes: usize,
+    },
     /// A zero length with other non-zero header bytes.
     ZeroLength,
     /// The stored checksum does not match the bytes.
-    ChecksumMismatch { expected: u32, got: u32 },
+    ChecksumMismatch {
+        /// The checksum stored in the file.
+        expected: u32,
+        /// The checksum computed from the bytes.
+        got: u32,
+    },
 }
 
 /// Appends one encoded frame to `out`, marked as a batch of its own: the strict choice, since

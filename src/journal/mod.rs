@@ -11,11 +11,13 @@
 //! [`Journal`] is the writer handle (cheap to clone, usable from threads and tokio tasks);
 //! [`JournalReader`] reads without the lock, from this or any other process.
 
-pub mod durable;
-pub mod frame;
-pub mod reader;
-pub mod recovery;
-pub mod segment;
+// The byte layouts and the recovery that truncates files are internal: recovery runs under the
+// writer's lock only, and the test kit (`testing::format`) exposes the layouts for damage tests.
+pub(crate) mod durable;
+pub(crate) mod frame;
+pub(crate) mod reader;
+pub(crate) mod recovery;
+pub(crate) mod segment;
 pub mod verify;
 mod writer;
 
@@ -27,6 +29,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tracing::info_span;
 
+pub use frame::FrameRef;
 pub use reader::{JournalReader, RawFrame};
 pub use recovery::SegmentInfo;
 pub use verify::{Problem, ProblemKind, VerifyReport, verify};
@@ -58,7 +61,10 @@ pub enum Durability {
     EveryBatch,
     /// Acknowledge after the batch's `write`; `fdatasync` at most `interval_ms` later. A process
     /// crash loses nothing acknowledged; a power cut may lose the last `interval_ms` of events.
-    Interval { interval_ms: u64 },
+    Interval {
+        /// The longest an acknowledged batch waits for its `fdatasync`.
+        interval_ms: u64,
+    },
     /// Acknowledge after `write`; sync only on segment rotation and close. A process crash loses
     /// nothing acknowledged; a power cut may lose everything since the last rotation.
     Never,

@@ -19,10 +19,15 @@ use crate::storage::{RealStorage, Storage};
 /// A frame as read from disk, with its location.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawFrame {
+    /// The sequence number.
     pub seq: u64,
+    /// The commit time.
     pub at: Timestamp,
+    /// The payload bytes (an encoded event).
     pub payload: Vec<u8>,
+    /// The segment file.
     pub segment: Arc<PathBuf>,
+    /// Byte offset of the frame (or damage) in the file.
     pub offset: u64,
 }
 

@@ -25,7 +25,9 @@ use crate::storage::{self, Storage};
 /// A segment file and the seq its name says it starts at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentInfo {
+    /// The seq of the segment's first event (from its file name).
     pub first_seq: u64,
+    /// The segment file.
     pub path: PathBuf,
 }
 

@@ -27,18 +27,36 @@ pub const SEGMENT_SUFFIX: &str = ".seg";
 /// A decoded segment header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentHeader {
+    /// The format version.
     pub version: u8,
+    /// The first seq, if any event.
     pub first_seq: u64,
+    /// When the segment was created, Unix nanoseconds.
     pub created_unix_nanos: i64,
 }
 
 /// Why a segment header is unusable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeaderError {
-    TooShort { len_bytes: usize },
+    /// Fewer bytes than a header.
+    TooShort {
+        /// The length found.
+        len_bytes: usize,
+    },
+    /// The file does not start with the segment magic.
     BadMagic,
-    ChecksumMismatch { expected: u32, got: u32 },
-    UnsupportedVersion { found: u8 },
+    /// The header's checksum does not match.
+    ChecksumMismatch {
+        /// The checksum stored in the file.
+        expected: u32,
+        /// The checksum computed from the bytes.
+        got: u32,
+    },
+    /// A newer (or unknown) format version.
+    UnsupportedVersion {
+        /// The version the file declares.
+        found: u8,
+    },
 }
 
 impl std::fmt::Display for HeaderError {
@@ -125,7 +143,9 @@ pub fn parse_file_name(name: &str) -> Option<u64> {
 /// A frame and where it starts in its segment.
 #[derive(Debug, Clone, Copy)]
 pub struct FrameAt<'a> {
+    /// Byte offset of the frame (or damage) in the file.
     pub offset: usize,
+    /// The frame.
     pub frame: FrameRef<'a>,
 }
 
@@ -133,17 +153,29 @@ pub struct FrameAt<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stop {
     /// All bytes from `offset` on are zero (or there are none): the data ends here.
-    Clean { offset: usize },
+    Clean {
+        /// Byte offset of the frame (or damage) in the file.
+        offset: usize,
+    },
     /// The bytes at `offset` are not a valid next frame.
-    Damaged { offset: usize, damage: Damage },
+    Damaged {
+        /// Byte offset of the frame (or damage) in the file.
+        offset: usize,
+        /// What is wrong there.
+        damage: Damage,
+    },
 }
 
 /// Ways the bytes at a position fail to be the next frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Damage {
+    /// The frame does not decode.
     Frame(FrameError),
+    /// A valid frame whose seq does not continue the sequence.
     SeqBreak {
+        /// The seq that should have come next.
         expected: u64,
+        /// The seq found there.
         found: u64,
     },
     /// An end marker followed by non-zero bytes.

@@ -55,11 +55,15 @@ pub enum ProblemKind {
 /// One problem, located.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
+    /// What kind of difference (or problem).
     pub kind: ProblemKind,
+    /// The segment file.
     pub segment: PathBuf,
+    /// Byte offset of the frame (or damage) in the file.
     pub offset: u64,
     /// The seq stored at that offset, if a header was readable there.
     pub seq: Option<u64>,
+    /// What is wrong, in words.
     pub detail: String,
     /// Bytes skipped before the next valid frame (or to the end of the segment).
     pub damaged_bytes: u64,
@@ -71,13 +75,21 @@ pub struct Problem {
 /// The result of verifying a journal.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct VerifyReport {
+    /// Number of segment files.
     pub segments: usize,
+    /// Their total size.
     pub bytes: u64,
+    /// Number of events read.
     pub events: u64,
+    /// The first seq, if any event.
     pub first_seq: Option<u64>,
+    /// The last seq, if any event.
     pub last_seq: Option<u64>,
+    /// The first event's commit time.
     pub first_at: Option<Timestamp>,
+    /// The last event's commit time.
     pub last_at: Option<Timestamp>,
+    /// Every problem found, in file order.
     pub problems: Vec<Problem>,
     /// Every snapshot, oldest first (filled by [`check_snapshots`]).
     pub snapshots: Vec<SnapshotCheck>,
@@ -86,7 +98,9 @@ pub struct VerifyReport {
 /// One snapshot as verification found it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SnapshotCheck {
+    /// The sequence number.
     pub seq: u64,
+    /// The file or directory concerned.
     pub path: PathBuf,
     /// It reads back whole and agrees with the journal.
     pub usable: bool,

@@ -4,14 +4,14 @@
 //! JSON produced from these types uses exactly the Go library's keys; binary (MessagePack)
 //! encodings use compact forms (raw bytes for hashes and metainfo, `i64` nanoseconds for time).
 
-pub mod clock;
+mod clock;
 pub mod go_json;
-pub mod hook;
-pub mod info_hash;
-pub mod metrics;
-pub mod session;
-pub mod timestamp;
-pub mod torrent;
+mod hook;
+mod info_hash;
+mod metrics;
+mod session;
+mod timestamp;
+mod torrent;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use hook::{HookContext, HookEvent};

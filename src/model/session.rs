@@ -127,7 +127,9 @@ impl SessionConfiguration {
         "script_torrent_done_filename",
     ];
 
-    /// A realistic configuration (Transmission-like defaults) for tests and demos.
+    /// A realistic configuration (Transmission-like defaults) for tests and demos (`testing` or
+    /// `simulate` feature).
+    #[cfg(any(test, feature = "testing", feature = "simulate"))]
     pub fn sample() -> SessionConfiguration {
         SessionConfiguration {
             download_dir: "/var/lib/torrents/downloads".to_owned(),

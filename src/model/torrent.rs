@@ -556,7 +556,8 @@ impl TorrentState {
     /// A realistic, deterministic state for tests and demos (~1.5 KB of JSON, ~1.2 KB of
     /// MessagePack): a downloading torrent named `name` with 5 files (the last one unwanted),
     /// per-file priorities and wanted flags, 3 trackers, 2 labels and 1 peer, started 2 s after
-    /// `added`. Everything derives from the arguments; no metainfo.
+    /// `added`. Everything derives from the arguments; no metainfo. Test kit (`testing` feature).
+    #[cfg(any(test, feature = "testing"))]
     pub fn sample(info_hash: InfoHash, name: &str, added: Timestamp) -> TorrentState {
         const PIECE: i64 = 256 * 1024;
         let seed = i64::from(info_hash.as_bytes()[0]);

@@ -133,9 +133,12 @@ impl Default for FileProjectionOptions {
 /// `session.json`. Serializes with the metadata as base64.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct FileView {
+    /// Torrents, by info hash.
     pub torrents: BTreeMap<InfoHash, Value>,
     #[serde(serialize_with = "serialize_metadata")]
+    /// Metainfo (`.torrent`) bytes, by info hash.
     pub metadata: BTreeMap<InfoHash, Vec<u8>>,
+    /// The session configuration, if one was saved.
     pub session: Option<Value>,
 }
 

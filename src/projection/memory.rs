@@ -54,7 +54,9 @@ impl Hasher for DigestHasher {
 /// Size figures of the memory projection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct MemoryStats {
+    /// Number of torrents held.
     pub torrents: usize,
+    /// Number of metrics samples held.
     pub metrics_samples: usize,
     /// Estimated heap bytes held by torrent states (strings, vectors, metainfo).
     pub approx_bytes: usize,

@@ -8,6 +8,7 @@ pub mod custom;
 pub mod file;
 pub mod memory;
 mod restore;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 
 use serde::{Deserialize, Serialize};
@@ -27,13 +28,16 @@ pub use custom::{Registered, SharedProjection};
 pub use file::{FileProjection, FileProjectionOptions, FileView};
 pub use memory::{MemoryProjection, MemoryStats};
 pub use restore::replay_into;
+#[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteOptions, SqliteProjection};
 
 /// The last event a projection has applied: its seq and commit time. The time lets catch-up
 /// notice a projection built from a different journal that merely has the same seqs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Checkpoint {
+    /// The sequence number.
     pub seq: u64,
+    /// The commit time.
     pub at: Timestamp,
 }
 

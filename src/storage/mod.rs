@@ -1,11 +1,13 @@
 //! The storage seam: every file-system effect of the journal goes through [`Storage`].
 //!
-//! Two implementations: [`RealStorage`] (the OS, with real `fdatasync` and directory fsync) and
-//! [`SimStorage`] (in memory, remembers what was synced, crashes and injects faults on demand).
+//! Two implementations: [`RealStorage`] (the OS, with real `fdatasync` and directory fsync) and,
+//! with the `testing` feature, `SimStorage` (in memory, remembers what was synced, crashes and
+//! injects faults on demand).
 //! Code above this seam never calls `std::fs` for journal data, so every crash and I/O-error test
 //! exercises the same code paths production runs.
 
 mod real;
+#[cfg(any(test, feature = "testing"))]
 mod sim;
 
 use std::fmt;
@@ -13,6 +15,7 @@ use std::io;
 use std::path::Path;
 
 pub use real::RealStorage;
+#[cfg(any(test, feature = "testing"))]
 pub use sim::{CrashFill, Fault, FaultKind, OpKind, SimStorage};
 
 /// A file opened for writing. Writes go to the end of what this handle has written so far.

@@ -17,12 +17,19 @@ use super::{LockGuard, Storage, StorageFile};
 /// The mutating operations the simulator counts and can fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OpKind {
+    /// Creating a file.
     Create,
+    /// Writing to a file.
     Write,
+    /// `fdatasync` of a file.
     Sync,
+    /// Truncating or extending a file.
     SetLen,
+    /// Renaming a file.
     Rename,
+    /// Removing a file.
     Remove,
+    /// fsync of a directory.
     SyncDir,
 }
 
@@ -38,8 +45,11 @@ pub enum FaultKind {
 /// Fails the `nth` (1-based) operation of kind `op` (any kind when `None`).
 #[derive(Debug, Clone, Copy)]
 pub struct Fault {
+    /// Only calls of this kind count (any, if `None`).
     pub op: Option<OpKind>,
+    /// Fails the n-th matching call (0: the next one).
     pub nth: u64,
+    /// What the failing call does.
     pub kind: FaultKind,
     /// Keep failing every later matching operation too (a dead disk rather than a glitch).
     pub persistent: bool,

@@ -50,9 +50,12 @@ impl Harness {
         })
     }
 
-    /// Also keeps the SQLite projection (`DIR/state.db`) and the file projection (`DIR/files/`).
+    /// Also keeps the SQLite projection (`DIR/state.db`, with the `sqlite` feature) and the file
+    /// projection (`DIR/files/`).
     pub fn with_disk_projections(self) -> Harness {
-        let options = self.options.clone().with_sqlite().with_files();
+        let options = self.options.clone().with_files();
+        #[cfg(feature = "sqlite")]
+        let options = options.with_sqlite();
         Harness { options, ..self }
     }
 

@@ -5,11 +5,13 @@
 #![doc = include_str!("../../docs/snapshot-testing.md")]
 #![warn(missing_docs)]
 
+pub mod format;
 mod harness;
 pub mod render;
 mod script;
 
 pub use crate::model::ManualClock;
+pub use crate::storage::{CrashFill, Fault, FaultKind, OpKind, SimStorage};
 pub use harness::Harness;
 pub use script::{Script, Step};
 

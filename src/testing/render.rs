@@ -6,7 +6,9 @@
 
 use std::path::Path;
 
+#[cfg(feature = "sqlite")]
 use rusqlite::types::ValueRef;
+#[cfg(feature = "sqlite")]
 use rusqlite::{Connection, OpenFlags};
 use serde_json::{Map, Value};
 
@@ -51,6 +53,7 @@ pub fn files(dir: &Path) -> Result<Value> {
     Ok(sorted(value))
 }
 
+#[cfg(feature = "sqlite")]
 /// Every table of the SQLite database at `path` (the SQLite projection's, or your own), opened
 /// read-only: table → rows (column → value), rows sorted, plus `user_version`. Text that
 /// holds a JSON object or array is parsed (so its keys sort); blobs are summarized.
@@ -72,6 +75,7 @@ pub fn sqlite(path: &Path) -> Result<Value> {
     Ok(sorted(Value::Object(out)))
 }
 
+#[cfg(feature = "sqlite")]
 /// The rows of `table`, each a map column → value, sorted by their rendering.
 fn rows(db: &Connection, table: &str) -> rusqlite::Result<Vec<Value>> {
     let mut query = db.prepare(&format!("SELECT * FROM \"{}\"", table.replace('"', "\"\"")))?;
@@ -89,6 +93,7 @@ fn rows(db: &Connection, table: &str) -> rusqlite::Result<Vec<Value>> {
     Ok(rows)
 }
 
+#[cfg(feature = "sqlite")]
 fn cell(value: ValueRef<'_>) -> Value {
     match value {
         ValueRef::Null => Value::Null,

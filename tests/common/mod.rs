@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use torrent_journal::event::Event;
-use torrent_journal::journal::{self, JournalOptions};
+use torrent_journal::journal::JournalOptions;
 use torrent_journal::model::{InfoHash, ManualClock, Timestamp, TorrentState};
 use torrent_journal::storage::{SimStorage, Storage};
+use torrent_journal::testing::format::{frame, segment};
 use torrent_journal::{Journal, JournalReader};
 
 /// The store directory used on simulated storage.
@@ -88,12 +89,12 @@ pub fn read_seqs(storage: Arc<dyn Storage>, dir: &Path) -> Vec<u64> {
 /// Frame boundaries (offsets where each frame starts, plus the end) of a segment's bytes.
 pub fn frame_starts(bytes: &[u8]) -> Vec<usize> {
     let mut starts = Vec::new();
-    let mut pos = journal::segment::SEGMENT_HEADER_BYTES;
+    let mut pos = segment::SEGMENT_HEADER_BYTES;
     while pos < bytes.len() {
         starts.push(pos);
         let raw = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap());
-        let len = (raw & !journal::frame::BATCH_START_BIT) as usize;
-        pos += journal::frame::FRAME_HEADER_BYTES + len;
+        let len = (raw & !frame::BATCH_START_BIT) as usize;
+        pos += frame::FRAME_HEADER_BYTES + len;
     }
     starts.push(pos);
     starts

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use serde_json::json;
 use torrent_journal::event;
-use torrent_journal::journal::frame;
+use torrent_journal::testing::format::frame;
 
 use crate::common::{fresh_dir, saved_events};
 use crate::figures::{Figure, RatioKind, Unit};

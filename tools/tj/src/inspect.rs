@@ -107,7 +107,7 @@ impl journal::verify::Visitor for WithProgress<'_> {
         &mut self,
         info: &torrent_journal::journal::SegmentInfo,
         offset: usize,
-        frame: &torrent_journal::journal::frame::FrameRef<'_>,
+        frame: &torrent_journal::journal::FrameRef<'_>,
     ) {
         self.report.frame(info, offset, frame);
     }

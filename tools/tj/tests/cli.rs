@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use torrent_journal::journal::frame::FRAME_HEADER_BYTES;
-use torrent_journal::journal::segment::SEGMENT_HEADER_BYTES;
+use torrent_journal::testing::format::frame::FRAME_HEADER_BYTES;
+use torrent_journal::testing::format::segment::SEGMENT_HEADER_BYTES;
 
 fn tj(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tj"))
@@ -131,7 +131,7 @@ fn a_damaged_byte_makes_verify_exit_1_naming_the_segment_and_offset() {
     // The frame holding the middle byte: that is where verify must report the damage.
     let mut frame_start = SEGMENT_HEADER_BYTES;
     loop {
-        let len = torrent_journal::journal::frame::peek_len(&bytes[frame_start..]).unwrap();
+        let len = torrent_journal::testing::format::frame::peek_len(&bytes[frame_start..]).unwrap();
         let end = frame_start + FRAME_HEADER_BYTES + len;
         if end > middle {
             break;
