@@ -7,6 +7,7 @@
 pub mod custom;
 pub mod file;
 pub mod memory;
+mod replica;
 mod restore;
 pub mod sqlite;
 
@@ -26,6 +27,7 @@ use crate::state::State;
 pub use custom::{Registered, SharedProjection};
 pub use file::{FileProjection, FileProjectionOptions, FileView};
 pub use memory::{MemoryProjection, MemoryStats};
+pub use replica::{Replica, ReplicaOpen, ReplicaTarget, Resync, checkpoint_belongs};
 pub use restore::replay_into;
 pub use sqlite::{SqliteOptions, SqliteProjection};
 

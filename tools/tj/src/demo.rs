@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use torrent_journal::journal::{self, JournalReader};
@@ -40,11 +40,30 @@ pub struct DemoArgs {
     segment_mib: u64,
     /// Projections to materialize besides memory: `sqlite` (DIR/state.db), `files`
     /// (DIR/files/), `memory` (none on disk) or `all`.
-    #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "files", "memory", "all"])]
-    projection: String,
+    #[arg(long, value_enum, default_value_t = Projections::Sqlite)]
+    projection: Projections,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// `--projection`: which disk projections the demo store keeps besides memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Projections {
+    Sqlite,
+    Files,
+    Memory,
+    All,
+}
+
+impl Projections {
+    fn sqlite(self) -> bool {
+        matches!(self, Self::Sqlite | Self::All)
+    }
+
+    fn files(self) -> bool {
+        matches!(self, Self::Files | Self::All)
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -89,14 +108,14 @@ pub fn run(args: DemoArgs, quiet: bool) -> CmdResult {
         ..StoreOptions::default()
     };
     let mut projections = vec!["memory".to_owned()];
-    if matches!(args.projection.as_str(), "sqlite" | "all") {
+    if args.projection.sqlite() {
         options = options.with_sqlite();
         projections.push(format!(
             "sqlite:{}",
             args.dir.join(StoreOptions::SQLITE_FILE_NAME).display()
         ));
     }
-    if matches!(args.projection.as_str(), "files" | "all") {
+    if args.projection.files() {
         options = options.with_files();
         projections.push(format!(
             "files:{}",
