@@ -150,52 +150,10 @@ fn check_snapshots_once(
     let segments = recovery::list_segments(storage, &super::journal_dir(dir))?;
     let first = segments.first().map(|s| s.first_seq);
     for info in crate::snapshot::list_snapshots(storage, dir)? {
-        let problem = |detail: String, offset: u64| Problem {
-            kind: ProblemKind::DamagedSnapshot,
-            segment: info.path.clone(),
-            offset,
-            seq: Some(info.seq),
-            detail,
-            damaged_bytes: storage.file_len(&info.path).unwrap_or(0),
-            affected_torrents: Vec::new(),
-        };
-        let found = match crate::snapshot::read_snapshot(storage, &info.path) {
+        let Some(found) = snapshot_problem(storage, &segments, &info, report.last_seq) else {
             // Removed by a concurrent compaction after the listing: not a problem.
-            Err(err)
-                if crate::history::compacted_meanwhile(&err) && !storage.exists(&info.path) =>
-            {
-                settled = false;
-                continue;
-            }
-            Err(err) => {
-                let offset = match &err {
-                    crate::Error::CorruptSnapshot { offset, .. } => *offset,
-                    _ => 0,
-                };
-                Some(problem(err.to_string(), offset))
-            }
-            Ok(body) => match report.last_seq {
-                Some(last) if body.seq() > last => Some(problem(
-                    format!(
-                        "the snapshot is at seq {}, beyond the journal's last event (seq {last})",
-                        body.seq()
-                    ),
-                    12,
-                )),
-                _ => own_event_at(storage, &segments, body.seq())
-                    .filter(|at| *at != body.at())
-                    .map(|at| {
-                        problem(
-                            format!(
-                                "the snapshot is at seq {} committed {}, but the journal's event \
-                             there was committed {at}",
-                                body.seq(),
-                                body.at()
-                            ),
-                            20,
-                        )
-                    }),
-            },
+            settled = false;
+            continue;
         };
         let usable = found.is_none();
         if let Some(problem) = found {
@@ -214,22 +172,78 @@ fn check_snapshots_once(
             .iter()
             .any(|s| s.usable && s.continues_journal)
     {
-        report.problems.push(Problem {
-            kind: ProblemKind::NoContinuingSnapshot,
-            segment: crate::snapshot::snapshots_dir(dir),
-            offset: 0,
-            seq: Some(first - 1),
-            detail: format!(
-                "the journal starts at seq {first} and no usable snapshot is at seq {} or \
-                 later: the events before seq {first} are lost and the store cannot reach its \
-                 head",
-                first - 1
-            ),
-            damaged_bytes: 0,
-            affected_torrents: Vec::new(),
-        });
+        report.problems.push(no_continuing_snapshot(dir, first));
     }
     Ok(settled)
+}
+
+/// What is wrong with the snapshot `info` (`Some(None)`: nothing), or `None` when a concurrent
+/// compaction removed it after the listing. `last_seq` is the journal's last valid event.
+fn snapshot_problem(
+    storage: &dyn Storage,
+    segments: &[SegmentInfo],
+    info: &crate::snapshot::SnapshotInfo,
+    last_seq: Option<u64>,
+) -> Option<Option<Problem>> {
+    let problem = |detail: String, offset: u64| Problem {
+        kind: ProblemKind::DamagedSnapshot,
+        segment: info.path.clone(),
+        offset,
+        seq: Some(info.seq),
+        detail,
+        damaged_bytes: storage.file_len(&info.path).unwrap_or(0),
+        affected_torrents: Vec::new(),
+    };
+    let body = match crate::snapshot::read_snapshot(storage, &info.path) {
+        Err(err) if crate::history::compacted_meanwhile(&err) && !storage.exists(&info.path) => {
+            return None;
+        }
+        Err(err) => {
+            let offset = match &err {
+                crate::Error::CorruptSnapshot { offset, .. } => *offset,
+                _ => 0,
+            };
+            return Some(Some(problem(err.to_string(), offset)));
+        }
+        Ok(body) => body,
+    };
+    if let Some(last) = last_seq.filter(|&last| body.seq() > last) {
+        let detail = format!(
+            "the snapshot is at seq {}, beyond the journal's last event (seq {last})",
+            body.seq()
+        );
+        return Some(Some(problem(detail, 12)));
+    }
+    let disagrees = own_event_at(storage, segments, body.seq()).filter(|at| *at != body.at());
+    Some(disagrees.map(|at| {
+        problem(
+            format!(
+                "the snapshot is at seq {} committed {}, but the journal's event \
+                 there was committed {at}",
+                body.seq(),
+                body.at()
+            ),
+            20,
+        )
+    }))
+}
+
+/// The journal starts at `first` (> 1) and no usable snapshot continues it.
+fn no_continuing_snapshot(dir: &Path, first: u64) -> Problem {
+    Problem {
+        kind: ProblemKind::NoContinuingSnapshot,
+        segment: crate::snapshot::snapshots_dir(dir),
+        offset: 0,
+        seq: Some(first - 1),
+        detail: format!(
+            "the journal starts at seq {first} and no usable snapshot is at seq {} or \
+             later: the events before seq {first} are lost and the store cannot reach its \
+             head",
+            first - 1
+        ),
+        damaged_bytes: 0,
+        affected_torrents: Vec::new(),
+    }
 }
 
 /// The commit time of the journal's event `seq`, if a segment still holds it intact.
