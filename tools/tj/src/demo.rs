@@ -85,15 +85,8 @@ struct Summary {
     opened_ms: f64,
 }
 
-pub fn run(args: DemoArgs, quiet: bool) -> CmdResult {
-    // The parsers bound every number; checked all the same, so no input can overflow.
-    let events = match args.events {
-        Some(events) => events,
-        None => args
-            .torrents
-            .checked_mul(50)
-            .ok_or_else(|| Failure::usage("--torrents is too large"))?,
-    };
+/// The store's options for the flags, and the projections it keeps (for the summary).
+fn store_options(args: &DemoArgs) -> Result<(StoreOptions, Vec<String>), Failure> {
     let segment_size_bytes = args
         .segment_mib
         .checked_mul(1024 * 1024)
@@ -122,6 +115,19 @@ pub fn run(args: DemoArgs, quiet: bool) -> CmdResult {
             args.dir.join(StoreOptions::FILES_DIR_NAME).display()
         ));
     }
+    Ok((options, projections))
+}
+
+pub fn run(args: DemoArgs, quiet: bool) -> CmdResult {
+    // The parsers bound every number; checked all the same, so no input can overflow.
+    let events = match args.events {
+        Some(events) => events,
+        None => args
+            .torrents
+            .checked_mul(50)
+            .ok_or_else(|| Failure::usage("--torrents is too large"))?,
+    };
+    let (options, projections) = store_options(&args)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     let opening = Instant::now();
     let store = runtime.block_on(TorrentStore::open(&args.dir, options))?;
