@@ -219,3 +219,22 @@ fn compacted_checkpoint_belongs(reader: &JournalReader, checkpoint: Checkpoint) 
         None => Ok(true),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ReplicaTarget;
+
+    #[test]
+    fn a_target_reads_sqlite_path_or_files_dir_and_nothing_else() {
+        assert_eq!(
+            "sqlite:a/state.db".parse::<ReplicaTarget>().unwrap(),
+            ReplicaTarget::Sqlite("a/state.db".into())
+        );
+        let files = "files:out:dir".parse::<ReplicaTarget>().unwrap();
+        assert_eq!(files, ReplicaTarget::Files("out:dir".into()));
+        assert_eq!(files.path(), std::path::Path::new("out:dir"));
+        for bad in ["sqlite:", "files:", "memory:x", "state.db", ""] {
+            assert!(bad.parse::<ReplicaTarget>().is_err(), "{bad}");
+        }
+    }
+}
