@@ -63,7 +63,7 @@ use tracing::{info, info_span, warn};
 
 use crate::error::{Error, IoContext, Result};
 use crate::event::Envelope;
-use crate::history::{self, BaseOrder, Catalog, Sources, Target};
+use crate::history::{self, BaseOrder, Catalog, Materialized, Sources, Target};
 use crate::journal::segment::SEGMENT_HEADER_BYTES;
 use crate::journal::{self, recovery};
 use crate::model::{InfoHash, Timestamp};
@@ -188,6 +188,68 @@ pub fn compact(
     let dir = dir.as_ref();
     let span = info_span!("compact", dir = %dir.display());
     let _entered = span.enter();
+    let journal_dir = check_request(&*storage, dir, options)?;
+    let _lock = take_lock(&*storage, dir)?;
+    remove_leftover_tmp_files(&*storage, &snapshot::snapshots_dir(dir))?;
+    if let Some(archive) = &options.archive {
+        create_dir_durably(&*storage, archive)?;
+        remove_leftover_tmp_files(&*storage, archive)?;
+    }
+    let mut segments = Segments::list(&*storage, &journal_dir)?;
+    let bytes_before = stored_bytes(&*storage, dir)?;
+    let mut report = CompactReport {
+        bytes_before,
+        bytes_after: bytes_before,
+        ..CompactReport::default()
+    };
+    let sources = Sources::open(Arc::clone(&storage), dir, None)?;
+    let Some(target) = retention_target(&*storage, dir, &sources, options.retain)? else {
+        return Ok(report);
+    };
+    let (built, removals) = materialize_with_removals(&sources, target)?;
+    let boundary = built.state.last_seq;
+    if boundary == 0 {
+        info!(%target, "nothing to compact: no event before the retention boundary");
+        return Ok(report);
+    }
+    segments.seal_active_if_covered(&*storage, dir, &journal_dir, boundary)?;
+    let reuses_snapshot = built.base.as_ref().is_some_and(|base| base.seq == boundary);
+    if segments.covered_by(boundary) == 0 && !reuses_snapshot {
+        // A snapshot would only add bytes: no segment lies wholly at or before the boundary.
+        info!(
+            boundary,
+            "nothing to compact: no sealed segment lies wholly before the boundary"
+        );
+        return Ok(report);
+    }
+    let previous = previous_of(&*storage, dir, &built, boundary, sources.first_seq())?;
+    let written = BoundarySnapshot {
+        built,
+        removals,
+        tombstone_window: options.tombstone_window,
+    };
+    written.write(&*storage, dir, &segments.sealed, &mut report)?;
+    report.snapshot_seq = Some(boundary);
+    report.previous_snapshot_seq = previous;
+    segments.remove_covered(&*storage, &journal_dir, previous, options, &mut report)?;
+    remove_old_snapshots(&*storage, dir, boundary, previous, options, &mut report)?;
+    report.bytes_after = stored_bytes(&*storage, dir)?;
+    info!(
+        snapshot_seq = boundary,
+        written = report.snapshot_written,
+        segments_removed = report.segments_removed.len(),
+        archived = options.archive.is_some(),
+        snapshots_removed = report.snapshots_removed.len(),
+        tombstones = report.tombstones,
+        bytes_before = report.bytes_before,
+        bytes_after = report.bytes_after,
+        "compacted"
+    );
+    Ok(report)
+}
+
+/// Checks the options and that `dir` holds a journal; returns the journal directory.
+fn check_request(storage: &dyn Storage, dir: &Path, options: &CompactOptions) -> Result<PathBuf> {
     if options.keep_snapshots == 0 {
         return Err(Error::InvalidArgument(
             "keep_snapshots must be at least 1".into(),
@@ -209,31 +271,23 @@ pub fn compact(
             archive.display()
         )));
     }
-    let _lock = take_lock(&*storage, dir)?;
-    remove_leftover_tmp_files(&*storage, &snapshot::snapshots_dir(dir))?;
-    if let Some(archive) = &options.archive {
-        create_dir_durably(&*storage, archive)?;
-        remove_leftover_tmp_files(&*storage, archive)?;
-    }
+    Ok(journal_dir)
+}
 
-    // Listed once: everything but the last is sealed and immutable from here on. A last segment
-    // with a torn header (a crash while it was created) will be removed by the writer's
-    // recovery, which then continues the one before: that one is protected too.
-    let mut live = recovery::list_segments(&*storage, &journal_dir)?;
-    let mut sealed = sealed_segments(&*storage, &live);
-    let bytes_before = stored_bytes(&*storage, dir)?;
-    let mut report = CompactReport {
-        bytes_before,
-        bytes_after: bytes_before,
-        ..CompactReport::default()
-    };
-    let sources = Sources::open(Arc::clone(&storage), dir, None)?;
+/// Where the new snapshot goes: the retention's target, or `None` (nothing to compact) when the
+/// journal is empty or the retention keeps more history than is left.
+fn retention_target(
+    storage: &dyn Storage,
+    dir: &Path,
+    sources: &Sources,
+    retain: Retention,
+) -> Result<Option<Target>> {
     let Some((head_seq, head_at)) = sources.head()? else {
         info!("nothing to compact: the journal holds no event");
-        return Ok(report);
+        return Ok(None);
     };
-    let target = boundary_target(options.retain, head_seq, head_at);
-    let earliest = Catalog::load(&*storage, dir)?.earliest(sources.first_seq());
+    let target = boundary_target(retain, head_seq, head_at);
+    let earliest = Catalog::load(storage, dir)?.earliest(sources.first_seq());
     let before_earliest = match (target, earliest) {
         (Target::Seq(seq), Some(e)) => seq < e.seq,
         (Target::Time(at), Some(e)) => e.at.is_some_and(|earliest_at| at < earliest_at),
@@ -241,9 +295,17 @@ pub fn compact(
     };
     if before_earliest {
         info!(%target, "nothing to compact: the retention keeps more history than is left");
-        return Ok(report);
+        return Ok(None);
     }
+    Ok(Some(target))
+}
 
+/// The state at `target` (from the newest usable snapshot), and a tombstone for every torrent
+/// removed in the events replayed to build it.
+fn materialize_with_removals(
+    sources: &Sources,
+    target: Target,
+) -> Result<(Materialized, BTreeMap<InfoHash, Tombstone>)> {
     let mut removals: BTreeMap<InfoHash, Tombstone> = BTreeMap::new();
     let mut observe = |state: &State, envelope: &Envelope| {
         if let Some(info_hash) = history::removed_torrent(&envelope.event)
@@ -260,113 +322,173 @@ pub fn compact(
             );
         }
     };
-    let built = history::materialize(&sources, target, BaseOrder::Newest, Some(&mut observe))?;
-    let boundary = built.state.last_seq;
-    if boundary == 0 {
-        info!(%target, "nothing to compact: no event before the retention boundary");
-        return Ok(report);
+    let built = history::materialize(sources, target, BaseOrder::Newest, Some(&mut observe))?;
+    Ok((built, removals))
+}
+
+/// The journal's segments, listed once: everything but the last is sealed and immutable from
+/// here on. A last segment with a torn header (a crash while it was created) will be removed
+/// by the writer's recovery, which then continues the one before: that one is protected too.
+struct Segments {
+    live: Vec<recovery::SegmentInfo>,
+    sealed: Vec<recovery::SegmentInfo>,
+}
+
+impl Segments {
+    fn list(storage: &dyn Storage, journal_dir: &Path) -> Result<Self> {
+        let live = recovery::list_segments(storage, journal_dir)?;
+        let sealed = sealed_segments(storage, &live);
+        Ok(Self { live, sealed })
     }
-    // The active segment holds events the boundary covers: on a closed journal, seal it so this
-    // run (or a later one, once the boundary passes its end) can remove it. A live writer keeps
-    // its segment: compaction never takes its lock for long, nor touches what it writes.
-    if let Some(active) = live.last()
-        && active.first_seq <= boundary
-        && sealed.len() + 1 == live.len()
-    {
-        match journal::seal_active_segment(&*storage, dir) {
-            Ok(Some(_)) => {
-                live = recovery::list_segments(&*storage, &journal_dir)?;
-                sealed = sealed_segments(&*storage, &live);
-            }
+
+    /// How many sealed segments (oldest first) hold only events at or before `seq`.
+    fn covered_by(&self, seq: u64) -> usize {
+        self.sealed
+            .iter()
+            .zip(self.live.iter().skip(1))
+            .take_while(|(_, next)| next.first_seq.saturating_sub(1) <= seq)
+            .count()
+    }
+
+    /// The active segment holds events the boundary covers: on a closed journal, seal it so
+    /// this run (or a later one, once the boundary passes its end) can remove it. A live writer
+    /// keeps its segment: compaction never takes its lock for long, nor touches what it writes.
+    fn seal_active_if_covered(
+        &mut self,
+        storage: &dyn Storage,
+        dir: &Path,
+        journal_dir: &Path,
+        boundary: u64,
+    ) -> Result<()> {
+        let covered = self
+            .live
+            .last()
+            .is_some_and(|active| active.first_seq <= boundary);
+        if !covered || self.sealed.len() + 1 != self.live.len() {
+            return Ok(());
+        }
+        match journal::seal_active_segment(storage, dir) {
+            Ok(Some(_)) => *self = Self::list(storage, journal_dir)?,
             Ok(None) => {}
             Err(Error::Locked { .. }) => {
                 info!("a writer holds the journal: its active segment stays")
             }
             Err(err) => return Err(err),
         }
+        Ok(())
     }
-    let covered_by = |seq: u64| {
-        sealed
-            .iter()
-            .zip(live.iter().skip(1))
-            .take_while(|(_, next)| next.first_seq.saturating_sub(1) <= seq)
-            .count()
-    };
-    let reuses_snapshot = built.base.as_ref().is_some_and(|base| base.seq == boundary);
-    if covered_by(boundary) == 0 && !reuses_snapshot {
-        // A snapshot would only add bytes: no segment lies wholly at or before the boundary.
-        info!(
-            boundary,
-            "nothing to compact: no sealed segment lies wholly before the boundary"
-        );
-        return Ok(report);
-    }
-    // The previous generation: the verified base this run materialized from (or, when it
-    // reuses a snapshot at the boundary, the newest verified one before it). Segments are
-    // removed only up to it, so the journal still continues it to the head and the state up
-    // to it lives in two snapshots.
-    let previous = match &built.base {
-        Some(base) if base.seq == boundary => {
-            previous_generation(&*storage, dir, boundary, sources.first_seq())?
+
+    /// Both generations are durable: the segments the previous one covers may go, oldest
+    /// first (archived first when asked). Without a previous generation (no usable older
+    /// snapshot continues the journal), nothing goes: the new snapshot would be the only copy
+    /// of what they hold.
+    fn remove_covered(
+        &self,
+        storage: &dyn Storage,
+        journal_dir: &Path,
+        previous: Option<u64>,
+        options: &CompactOptions,
+        report: &mut CompactReport,
+    ) -> Result<()> {
+        let removable = previous.map_or(0, |seq| self.covered_by(seq));
+        for segment in &self.sealed[..removable] {
+            if let Some(archive) = &options.archive {
+                let copy = archive_segment(storage, archive, segment)?;
+                report.segments_archived.push(copy);
+            }
+            storage
+                .remove_file(&segment.path)
+                .ctx("remove", &segment.path)?;
+            storage
+                .sync_dir(journal_dir)
+                .ctx("fsync dir", journal_dir)?;
+            report.segments_removed.push(segment.path.clone());
         }
+        Ok(())
+    }
+}
+
+/// The previous generation: the verified base this run materialized from (or, when it reuses
+/// a snapshot at the boundary, the newest verified one before it). Segments are removed only
+/// up to it, so the journal still continues it to the head and the state up to it lives in two
+/// snapshots.
+fn previous_of(
+    storage: &dyn Storage,
+    dir: &Path,
+    built: &Materialized,
+    boundary: u64,
+    first: Option<u64>,
+) -> Result<Option<u64>> {
+    Ok(match &built.base {
+        Some(base) if base.seq == boundary => previous_generation(storage, dir, boundary, first)?,
         Some(base) => Some(base.seq),
-        None => (sources.first_seq() == Some(1)).then_some(0),
-    };
-    match &built.base {
-        Some(base) if base.seq == boundary => {
+        None => (first == Some(1)).then_some(0),
+    })
+}
+
+/// The snapshot at the boundary: reused when one is there already, written otherwise.
+struct BoundarySnapshot {
+    built: Materialized,
+    removals: BTreeMap<InfoHash, Tombstone>,
+    tombstone_window: Duration,
+}
+
+impl BoundarySnapshot {
+    fn write(
+        self,
+        storage: &dyn Storage,
+        dir: &Path,
+        sealed: &[recovery::SegmentInfo],
+        report: &mut CompactReport,
+    ) -> Result<()> {
+        let built = self.built;
+        if let Some(base) = built
+            .base
+            .as_ref()
+            .filter(|b| b.seq == built.state.last_seq)
+        {
             report.snapshot_path = Some(base.path.clone());
             report.tombstones = built.base_tombstones.len();
+            return Ok(());
         }
-        _ => {
-            if let Some(segment) = &built.last_segment
-                && !sealed.iter().any(|s| s.path == **segment)
-            {
-                // The boundary lies in the writer's active segment: make it durable first.
-                let mut file = storage.open_append(segment).ctx("open", &**segment)?;
-                file.sync_data().ctx("fdatasync", &**segment)?;
-            }
-            let tombstones = merge_tombstones(
-                built.base_tombstones,
-                removals,
-                &built.state,
-                options.tombstone_window,
-            );
-            let body = SnapshotBody {
-                state: built.state,
-                tombstones,
-            };
-            report.tombstones = body.tombstones.len();
-            let path = snapshot::write_snapshot(&*storage, dir, &body)?;
-            // It must read back whole before anything relies on it.
-            snapshot::read_snapshot(&*storage, &path)?;
-            report.snapshot_path = Some(path);
-            report.snapshot_written = true;
+        if let Some(segment) = &built.last_segment
+            && !sealed.iter().any(|s| s.path == **segment)
+        {
+            // The boundary lies in the writer's active segment: make it durable first.
+            let mut file = storage.open_append(segment).ctx("open", &**segment)?;
+            file.sync_data().ctx("fdatasync", &**segment)?;
         }
+        let tombstones = merge_tombstones(
+            built.base_tombstones,
+            self.removals,
+            &built.state,
+            self.tombstone_window,
+        );
+        let body = SnapshotBody {
+            state: built.state,
+            tombstones,
+        };
+        report.tombstones = body.tombstones.len();
+        let path = snapshot::write_snapshot(storage, dir, &body)?;
+        // It must read back whole before anything relies on it.
+        snapshot::read_snapshot(storage, &path)?;
+        report.snapshot_path = Some(path);
+        report.snapshot_written = true;
+        Ok(())
     }
-    report.snapshot_seq = Some(boundary);
-    report.previous_snapshot_seq = previous;
+}
 
-    // Both generations are durable: the segments the previous one covers may go, oldest
-    // first. Without a previous generation (no usable older snapshot continues the journal),
-    // nothing goes: the new snapshot would be the only copy of what they hold.
-    let removable = previous.map_or(0, covered_by);
-    for segment in &sealed[..removable] {
-        if let Some(archive) = &options.archive {
-            let copy = archive_segment(&*storage, archive, segment)?;
-            report.segments_archived.push(copy);
-        }
-        storage
-            .remove_file(&segment.path)
-            .ctx("remove", &segment.path)?;
-        storage
-            .sync_dir(&journal_dir)
-            .ctx("fsync dir", &journal_dir)?;
-        report.segments_removed.push(segment.path.clone());
-    }
-
-    // Older snapshots beyond the newest `keep_snapshots − 1` go, but never the previous
-    // generation: the retained journal starts right after it.
-    let snapshots = snapshot::list_snapshots(&*storage, dir)?;
+/// Older snapshots beyond the newest `keep_snapshots − 1` go, but never the previous
+/// generation: the retained journal starts right after it.
+fn remove_old_snapshots(
+    storage: &dyn Storage,
+    dir: &Path,
+    boundary: u64,
+    previous: Option<u64>,
+    options: &CompactOptions,
+    report: &mut CompactReport,
+) -> Result<()> {
+    let snapshots = snapshot::list_snapshots(storage, dir)?;
     let older: Vec<_> = snapshots.iter().filter(|s| s.seq < boundary).collect();
     let excess = older.len().saturating_sub(options.keep_snapshots - 1);
     for old in older[..excess]
@@ -382,19 +504,7 @@ pub fn compact(
             .sync_dir(&snapshots_dir)
             .ctx("fsync dir", &snapshots_dir)?;
     }
-    report.bytes_after = stored_bytes(&*storage, dir)?;
-    info!(
-        snapshot_seq = boundary,
-        written = report.snapshot_written,
-        segments_removed = report.segments_removed.len(),
-        archived = options.archive.is_some(),
-        snapshots_removed = report.snapshots_removed.len(),
-        tombstones = report.tombstones,
-        bytes_before = report.bytes_before,
-        bytes_after = report.bytes_after,
-        "compacted"
-    );
-    Ok(report)
+    Ok(())
 }
 
 /// The newest snapshot before `boundary` that reads back whole and that the journal (starting

@@ -46,7 +46,6 @@
 //! sees every event exactly once. The caller should make sure its stored position belongs to
 //! this journal (`tj follow` checks the commit time, like [`crate::projection::catch_up`]).
 
-use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -59,10 +58,7 @@ use tracing::{debug, info, warn};
 
 use crate::error::{Error, IoContext, Result};
 use crate::event::{self, Envelope};
-use crate::journal::durable;
-use crate::journal::frame::{self, FRAME_HEADER_BYTES, FrameError, MAX_FRAME_PAYLOAD_BYTES};
-use crate::journal::recovery::{self, SegmentInfo};
-use crate::journal::segment::{self, Damage, SEGMENT_HEADER_BYTES, SegmentHeader};
+use crate::journal::tail::{Tail, TailFrame, TailStep};
 use crate::model::Timestamp;
 use crate::snapshot;
 use crate::state::State;
@@ -196,19 +192,20 @@ impl Follower {
             None
         };
         let (tx, rx) = mpsc::channel(options.queue_capacity);
+        let tail = Tail::new(
+            Arc::clone(&storage),
+            journal_dir,
+            options.from_seq,
+            options.read_chunk_bytes,
+            options.read_ahead,
+        );
         let reader = Reader {
             storage,
             dir: dir.clone(),
-            journal_dir,
-            next_seq: options.from_seq.max(1),
-            read_chunk_bytes: options.read_chunk_bytes.max(FRAME_HEADER_BYTES),
+            tail,
             poll_interval: Duration::from_millis(options.poll_interval_ms),
-            read_ahead: options.read_ahead,
             tx,
             signal: Arc::clone(&signal),
-            cursor: None,
-            buf: Vec::new(),
-            last_durable_seq: 0,
         };
         let thread = std::thread::Builder::new()
             .name("tj-follower".into())
@@ -354,28 +351,6 @@ impl Signal {
     }
 }
 
-/// Where the reader is: the frame at `offset` of `path` carries `seq`.
-#[derive(Debug, Clone)]
-struct Cursor {
-    path: PathBuf,
-    first_seq: u64,
-    offset: u64,
-    seq: u64,
-    header_checked: bool,
-    /// Whether the segment's frames mark batches (known once the header was checked).
-    marks_batches: bool,
-}
-
-/// What a look at a segment's header found.
-#[derive(Debug)]
-enum HeaderLook {
-    /// The segment was removed (by compaction): locate the cursor's seq again.
-    Gone,
-    /// Shorter than a header while no later segment exists: being created; wait.
-    Torn,
-    Valid(SegmentHeader),
-}
-
 /// What one look at the journal achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
@@ -387,23 +362,14 @@ enum Step {
     Closed,
 }
 
-/// The reader thread's state.
+/// The reader thread's state: the journal's tail, and what the follower adds on top of it.
 struct Reader {
     storage: Arc<dyn Storage>,
     dir: PathBuf,
-    journal_dir: PathBuf,
-    /// The next seq to deliver.
-    next_seq: u64,
-    read_chunk_bytes: usize,
+    tail: Tail,
     poll_interval: Duration,
-    read_ahead: bool,
     tx: mpsc::Sender<Result<FollowItem>>,
     signal: Arc<Signal>,
-    cursor: Option<Cursor>,
-    /// Reused read buffer; at most `read_chunk_bytes`, or one frame when a frame is larger.
-    buf: Vec<u8>,
-    /// The last durable seq read, kept when a read of the file comes back torn.
-    last_durable_seq: u64,
 }
 
 impl Reader {
@@ -433,84 +399,42 @@ impl Reader {
         self.tx.blocking_send(Ok(item)).is_ok()
     }
 
-    /// The seq known durable: `None` when no writer has published one (the file is missing).
-    /// A torn read (the writer rewriting the file) is retried, then the last value is kept.
-    fn durable_seq(&mut self) -> Result<Option<u64>> {
-        let path = durable::path(&self.journal_dir);
-        for _ in 0..3 {
-            let mut bytes = [0u8; durable::DURABLE_FILE_BYTES];
-            match self.storage.read_at(&path, 0, &mut bytes) {
-                Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-                Err(err) => return Err(err).ctx("read", &path),
-                Ok(n) => {
-                    if let Some(position) = durable::decode(&bytes[..n]) {
-                        self.last_durable_seq = position.seq;
-                        return Ok(Some(position.seq));
-                    }
-                }
-            }
-            std::thread::yield_now();
-        }
-        Ok(Some(self.last_durable_seq))
-    }
-
-    /// One look: find the cursor if needed, read what is new, deliver what may be delivered.
+    /// One look at the tail: deliver its new frames as events, resynchronize when compaction
+    /// removed the next ones.
     fn look(&mut self) -> Result<Step> {
-        let durable = self.durable_seq()?;
-        let limit = if self.read_ahead { None } else { durable };
-        let Some(cursor) = self.cursor.take() else {
-            return self.locate();
+        let tx = &self.tx;
+        let mut deliver = |found: TailFrame<'_>| -> Result<bool> {
+            let envelope = decode_envelope(&found)?;
+            Ok(tx.blocking_send(Ok(FollowItem::Event(envelope))).is_ok())
         };
-        self.read_from(cursor, limit, durable)
+        Ok(match self.tail.look(&mut deliver)? {
+            TailStep::Progress => Step::Progress,
+            TailStep::Idle => Step::Idle,
+            TailStep::Closed => Step::Closed,
+            TailStep::NotRetained { first_retained } => return self.resync(first_retained),
+        })
     }
 
-    /// Sets the cursor at the segment holding `next_seq`, or resynchronizes from a snapshot
-    /// when compaction removed it.
-    fn locate(&mut self) -> Result<Step> {
-        let segments = self.segments()?;
-        let Some(first) = segments.first() else {
-            return Ok(Step::Idle);
-        };
-        if self.next_seq < first.first_seq {
-            return self.resync(first.first_seq);
-        }
-        let Some(info) = segments.iter().rev().find(|s| s.first_seq <= self.next_seq) else {
-            return Ok(Step::Idle);
-        };
-        self.cursor = Some(Cursor {
-            path: info.path.clone(),
-            first_seq: info.first_seq,
-            offset: SEGMENT_HEADER_BYTES as u64,
-            seq: info.first_seq,
-            header_checked: false,
-            marks_batches: false,
-        });
-        Ok(Step::Progress)
-    }
-
-    fn segments(&self) -> Result<Vec<SegmentInfo>> {
-        recovery::list_segments(&*self.storage, &self.journal_dir)
-    }
-
-    /// The events from `next_seq` up to the first retained seq are gone: continue from the
-    /// newest snapshot, which must cover them.
+    /// The events from the tail's next seq up to the first retained seq are gone: continue
+    /// from the newest snapshot, which must cover them.
     fn resync(&mut self, first_retained: u64) -> Result<Step> {
+        let next_seq = self.tail.next_seq();
         let not_retained = || Error::SeqNotRetained {
-            requested: self.next_seq,
+            requested: next_seq,
             earliest: first_retained,
         };
         let Some((found, body)) = snapshot::load_newest(&*self.storage, &self.dir, None)? else {
             return Err(not_retained());
         };
         let seq = body.seq();
-        if seq < self.next_seq || seq.saturating_add(1) < first_retained {
+        if seq < next_seq || seq.saturating_add(1) < first_retained {
             // The snapshot does not reach the retained journal (or predates our position).
             return Err(not_retained());
         }
         info!(
             snapshot = %found.path.display(),
             seq,
-            skipped_from = self.next_seq,
+            skipped_from = next_seq,
             "compaction removed the next events; resynchronized from snapshot at seq {seq}"
         );
         let at = body.at();
@@ -519,343 +443,26 @@ impl Reader {
             at,
             state: Box::new(body.state),
         };
-        self.next_seq = seq + 1;
-        self.cursor = None;
+        self.tail.skip_to(seq + 1);
         Ok(if self.send(item) {
             Step::Progress
         } else {
             Step::Closed
         })
     }
-
-    /// Reads up to `want` bytes of `path` at `offset` into the buffer; `Ok(None)` when the file
-    /// is gone (compaction removed it).
-    fn fill(&mut self, path: &Path, offset: u64, want: usize) -> Result<Option<usize>> {
-        if self.buf.len() < want {
-            self.buf.resize(want, 0);
-        }
-        let mut filled = 0;
-        while filled < want {
-            match self
-                .storage
-                .read_at(path, offset + filled as u64, &mut self.buf[filled..want])
-            {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return Err(err).ctx("read", path),
-            }
-        }
-        Ok(Some(filled))
-    }
-
-    /// Checks the segment header when the cursor enters a segment. `Ok(false)`: wait.
-    fn check_header(&mut self, cursor: &Cursor) -> Result<HeaderLook> {
-        let Some(n) = self.fill(&cursor.path, 0, SEGMENT_HEADER_BYTES)? else {
-            return Ok(HeaderLook::Gone);
-        };
-        if n < SEGMENT_HEADER_BYTES {
-            // A header cut by a crash while the segment was created; the writer's recovery
-            // removes it. Damage only if a later segment shows this one was sealed.
-            let sealed = self
-                .segments()?
-                .iter()
-                .any(|s| s.first_seq > cursor.first_seq);
-            if sealed {
-                return Err(Error::Corrupt {
-                    segment: cursor.path.clone(),
-                    offset: 0,
-                    seq: None,
-                    reason: format!(
-                        "segment header truncated: {n} of {SEGMENT_HEADER_BYTES} bytes"
-                    ),
-                });
-            }
-            return Ok(HeaderLook::Torn);
-        }
-        let header = recovery::check_header(&cursor.path, &self.buf[..n], cursor.first_seq)?;
-        Ok(HeaderLook::Valid(header))
-    }
-
-    /// Reads and delivers from `cursor` until the data (or what may be delivered) ends.
-    fn read_from(
-        &mut self,
-        mut cursor: Cursor,
-        limit: Option<u64>,
-        durable: Option<u64>,
-    ) -> Result<Step> {
-        if !cursor.header_checked {
-            match self.check_header(&cursor)? {
-                HeaderLook::Gone => return Ok(Step::Progress), // locate again
-                HeaderLook::Torn => {
-                    self.cursor = Some(cursor);
-                    return Ok(Step::Idle);
-                }
-                HeaderLook::Valid(header) => {
-                    cursor.header_checked = true;
-                    cursor.marks_batches = header.marks_batches();
-                }
-            }
-        }
-        let mut delivered = false;
-        let mut want = self.read_chunk_bytes;
-        loop {
-            let Some(n) = self.fill(&cursor.path, cursor.offset, want)? else {
-                // Compaction removed the segment: find where `next_seq` lives now.
-                return Ok(Step::Progress);
-            };
-            if n == 0 {
-                self.check_not_cut(&cursor)?;
-            }
-            let full = n == want;
-            let mut pos = 0;
-            let stop = loop {
-                let rest = &self.buf[pos..n];
-                match frame::decode(rest) {
-                    Ok(found) if found.seq != cursor.seq => {
-                        break Stop::Suspect(Damage::SeqBreak {
-                            expected: cursor.seq,
-                            found: found.seq,
-                        });
-                    }
-                    Ok(found) if limit.is_some_and(|limit| found.seq > limit) => {
-                        break Stop::NotDurable;
-                    }
-                    Ok(found) => {
-                        let (seq, len) = (found.seq, found.encoded_len());
-                        if seq >= self.next_seq {
-                            let envelope = decode_envelope(&cursor, pos, found)?;
-                            if !self.send(FollowItem::Event(envelope)) {
-                                return Ok(Step::Closed);
-                            }
-                            self.next_seq = seq + 1;
-                            delivered = true;
-                        }
-                        pos += len;
-                        cursor.seq += 1;
-                    }
-                    Err(FrameError::Incomplete { needed_bytes, .. }) if full => {
-                        // The read stopped short of this frame; read on from it.
-                        break Stop::ReadMore { needed_bytes };
-                    }
-                    Err(_) if rest.iter().all(|&b| b == 0) => break Stop::EndOfData,
-                    Err(FrameError::EndMarker) => break Stop::Suspect(Damage::BytesAfterEnd),
-                    Err(err) => break Stop::Suspect(Damage::Frame(err)),
-                }
-            };
-            cursor.offset += pos as u64;
-            match stop {
-                Stop::ReadMore { needed_bytes } => {
-                    // `needed_bytes` is bounded: `decode` refused lengths over the format limit.
-                    want = self
-                        .read_chunk_bytes
-                        .max(needed_bytes.min(FRAME_HEADER_BYTES + MAX_FRAME_PAYLOAD_BYTES));
-                    continue;
-                }
-                Stop::NotDurable => {
-                    self.cursor = Some(cursor);
-                    return Ok(if delivered {
-                        Step::Progress
-                    } else {
-                        Step::Idle
-                    });
-                }
-                Stop::EndOfData => {
-                    self.shrink_buffer();
-                    return self.end_of_data(cursor, durable, delivered);
-                }
-                Stop::Suspect(damage) => {
-                    let step = self.judge(cursor, pos, n, damage, durable, delivered);
-                    self.shrink_buffer();
-                    return step;
-                }
-            }
-        }
-    }
-
-    /// Nothing to read at the cursor: fine, unless the segment is now shorter than the cursor —
-    /// the writer's recovery cut events this follower delivered ahead of durability.
-    fn check_not_cut(&self, cursor: &Cursor) -> Result<()> {
-        let len_bytes = match self.storage.file_len(&cursor.path) {
-            Ok(len) => len,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(err) => return Err(err).ctx("stat", &cursor.path),
-        };
-        if len_bytes >= cursor.offset {
-            return Ok(());
-        }
-        Err(Error::Corrupt {
-            segment: cursor.path.clone(),
-            offset: cursor.offset,
-            seq: Some(cursor.seq),
-            reason: format!(
-                "the segment shrank to {len_bytes} bytes, below the follower's position: the \
-                 writer's recovery took back events delivered before they were durable (read-ahead)"
-            ),
-        })
-    }
-
-    /// A frame larger than the chunk size grew the buffer; give the memory back.
-    fn shrink_buffer(&mut self) {
-        if self.buf.len() > self.read_chunk_bytes {
-            self.buf.truncate(self.read_chunk_bytes);
-            self.buf.shrink_to_fit();
-        }
-    }
-
-    /// The segment's data ends at the cursor (end of file, or zeros). Move to the next segment
-    /// if the writer rotated; otherwise wait.
-    fn end_of_data(
-        &mut self,
-        cursor: Cursor,
-        durable: Option<u64>,
-        delivered: bool,
-    ) -> Result<Step> {
-        let progress = if delivered {
-            Step::Progress
-        } else {
-            Step::Idle
-        };
-        let segments = self.segments()?;
-        if !segments.iter().any(|s| s.path == cursor.path) {
-            // Compaction removed it; locate `next_seq` again.
-            return Ok(Step::Progress);
-        }
-        let Some(next) = segments.iter().find(|s| s.first_seq > cursor.first_seq) else {
-            // The durable position was read before these bytes, and the writer publishes it
-            // only after the write and its fdatasync returned: the events up to it must be
-            // here. They are not: acknowledged events are missing, not still being written.
-            if let Some(durable_seq) = durable.filter(|&d| d >= cursor.seq) {
-                return Err(crate::journal::recovery::lost_durable_events(
-                    &cursor.path,
-                    cursor.offset as usize,
-                    cursor.seq - 1,
-                    durable_seq,
-                    "the segment's data ends there",
-                ));
-            }
-            self.cursor = Some(cursor);
-            return Ok(progress);
-        };
-        if next.first_seq == cursor.seq {
-            debug!(segment = %next.path.display(), "following into the next segment");
-            self.cursor = Some(Cursor {
-                path: next.path.clone(),
-                first_seq: next.first_seq,
-                offset: SEGMENT_HEADER_BYTES as u64,
-                seq: next.first_seq,
-                header_checked: false,
-                marks_batches: false,
-            });
-            return Ok(Step::Progress);
-        }
-        // A later segment exists, so this one is sealed — but it may have grown between our
-        // read and the listing. Read again: if it still ends here, the journal has a gap.
-        let next = next.clone();
-        let Some(n) = self.fill(&cursor.path, cursor.offset, FRAME_HEADER_BYTES)? else {
-            return Ok(Step::Progress);
-        };
-        if self.buf[..n].iter().any(|&b| b != 0) {
-            self.cursor = Some(cursor);
-            return Ok(Step::Progress);
-        }
-        Err(Error::SequenceBreak {
-            segment: next.path,
-            offset: 12,
-            expected: cursor.seq,
-            found: next.first_seq,
-        })
-    }
-
-    /// The bytes at the cursor (`pos` in the buffer of `n` bytes read) are not the next frame.
-    /// Damage, or a write in progress?
-    fn judge(
-        &mut self,
-        cursor: Cursor,
-        pos: usize,
-        n: usize,
-        damage: Damage,
-        durable: Option<u64>,
-        delivered: bool,
-    ) -> Result<Step> {
-        let after_seq = cursor.seq - 1;
-        // The durable position covers it: its bytes were complete before we read them.
-        let covered = durable.is_some_and(|d| d >= cursor.seq);
-        // A later batch after it is damage in the middle of the log — unless the writer may
-        // still be writing both: it overwrites the zero padding of a preallocated segment in
-        // place, and a read racing that copy can see a later page written before an earlier
-        // one. Then only the durable position (which will cover it) or sealing decides.
-        let may_be_in_progress = durable.is_some_and(|d| d < cursor.seq);
-        let later =
-            segment::later_batch_after(&self.buf[..n], pos + 1, after_seq, cursor.marks_batches);
-        if covered || (later.is_some() && !may_be_in_progress) {
-            return Err(damage_error(&cursor, &self.buf[pos..n], &damage));
-        }
-        let sealed = self
-            .segments()?
-            .iter()
-            .any(|s| s.first_seq > cursor.first_seq);
-        if sealed {
-            // Sealed after our read, perhaps: read again before calling it damage.
-            let Some(m) = self.fill(&cursor.path, cursor.offset, self.read_chunk_bytes)? else {
-                return Ok(Step::Progress);
-            };
-            return match frame::decode(&self.buf[..m]) {
-                Ok(found) if found.seq == cursor.seq => {
-                    self.cursor = Some(cursor);
-                    Ok(Step::Progress)
-                }
-                Err(_) if self.buf[..m].iter().all(|&b| b == 0) => {
-                    self.cursor = Some(cursor);
-                    Ok(Step::Progress)
-                }
-                _ => Err(damage_error(&cursor, &self.buf[..m], &damage)),
-            };
-        }
-        debug!(
-            segment = %cursor.path.display(),
-            offset = cursor.offset,
-            "incomplete or unverified bytes at the tail; waiting for the writer"
-        );
-        self.cursor = Some(cursor);
-        Ok(if delivered {
-            Step::Progress
-        } else {
-            Step::Idle
-        })
-    }
 }
 
-/// Why a read of a segment stopped.
-#[derive(Debug)]
-enum Stop {
-    /// The buffer ended inside a frame: read on.
-    ReadMore { needed_bytes: usize },
-    /// The next frame is not durable yet.
-    NotDurable,
-    /// No more data (end of file, or zeros).
-    EndOfData,
-    /// Bytes that are not the next frame.
-    Suspect(Damage),
-}
-
-fn decode_envelope(cursor: &Cursor, pos: usize, found: frame::FrameRef<'_>) -> Result<Envelope> {
-    let offset = cursor.offset + pos as u64;
-    let event = event::decode(found.payload).map_err(|reason| Error::Decode {
-        segment: cursor.path.clone(),
-        offset,
-        seq: found.seq,
+fn decode_envelope(found: &TailFrame<'_>) -> Result<Envelope> {
+    let frame = &found.frame;
+    let event = event::decode(frame.payload).map_err(|reason| Error::Decode {
+        segment: found.segment.to_path_buf(),
+        offset: found.offset,
+        seq: frame.seq,
         reason,
     })?;
     Ok(Envelope::new(
-        found.seq,
-        Timestamp::from_unix_nanos(found.at_unix_nanos),
+        frame.seq,
+        Timestamp::from_unix_nanos(frame.at_unix_nanos),
         event,
     ))
-}
-
-/// The error for damage at the cursor; `bytes` start at the damaged position.
-fn damage_error(cursor: &Cursor, bytes: &[u8], damage: &Damage) -> Error {
-    recovery::damage_error(&cursor.path, bytes, cursor.offset, damage, Some(cursor.seq))
 }

@@ -565,97 +565,22 @@ pub(crate) fn materialize(
     order: BaseOrder,
     mut observe: Option<&mut Observer<'_>>,
 ) -> Result<Materialized> {
-    let storage = &*sources.storage;
-    let mut catalog = Catalog::load(storage, &sources.dir)?;
+    let mut catalog = Catalog::load(&*sources.storage, &sources.dir)?;
     let first = sources.first_seq();
-    let reaches_target = |h: &SnapshotHeader| match target {
-        Target::Seq(seq) => h.seq <= seq,
-        Target::Time(at) => h.at <= at,
-        Target::Head => true,
-    };
-    // `None` is the empty state at seq 0, a base only while the journal starts at seq 1.
-    let mut candidates: Vec<Option<(SnapshotInfo, SnapshotHeader)>> = Vec::new();
-    if first.is_none_or(|f| f == 1) {
-        candidates.push(None);
-    }
-    candidates.extend(
-        catalog
-            .snapshots
-            .iter()
-            .filter(|(_, h)| reaches_target(h))
-            .cloned()
-            .map(Some),
-    );
-    if order == BaseOrder::Newest {
-        candidates.reverse();
-    }
-    for candidate in candidates {
-        let Some((info, header)) = candidate else {
-            let mut last_segment = None;
-            let state = replay(
-                State::default(),
-                sources.frames(1)?,
+    for candidate in base_candidates(&catalog, first, target, order) {
+        let built = match candidate {
+            None => Some(from_empty_state(sources, target, observe.as_deref_mut())?),
+            Some((info, header)) => from_snapshot(
+                sources,
+                &mut catalog,
+                (info, header),
                 target,
                 observe.as_deref_mut(),
-                &mut last_segment,
-            )?;
-            check_reached(target, &state)?;
-            return Ok(Materialized {
-                state,
-                base: None,
-                base_tombstones: Vec::new(),
-                last_segment,
-            });
+            )?,
         };
-        let continues = first.is_some_and(|f| header.seq.saturating_add(1) >= f);
-        let exact = target == Target::Seq(header.seq);
-        if first.is_some() && !continues && !exact {
-            // History right after this snapshot is gone: it can restore its own seq only.
-            continue;
+        if let Some(built) = built {
+            return Ok(built);
         }
-        let body = match snapshot::read_snapshot(storage, &info.path) {
-            Ok(body) => body,
-            Err(err @ Error::UnsupportedVersion { .. }) => return Err(err),
-            // Removed by a concurrent compaction: the caller plans again from the new layout.
-            Err(err) if compacted_meanwhile(&err) => return Err(err),
-            Err(err) => {
-                catalog.mark_damaged(&info, &err.to_string());
-                continue;
-            }
-        };
-        let holds_own_event = first.is_some_and(|f| f <= header.seq);
-        let mut frames = if holds_own_event {
-            sources.frames(header.seq)?
-        } else if continues {
-            sources.frames(header.seq.saturating_add(1))?
-        } else {
-            Box::new(std::iter::empty())
-        };
-        if holds_own_event && let Some(reason) = disagreement(&header, frames.next())? {
-            catalog.mark_damaged(&info, &reason);
-            continue;
-        }
-        let mut last_segment = None;
-        let state = replay(
-            body.state,
-            frames,
-            target,
-            observe.as_deref_mut(),
-            &mut last_segment,
-        )?;
-        check_reached(target, &state)?;
-        debug!(
-            target = %target,
-            snapshot = header.seq,
-            seq = state.last_seq,
-            "materialized"
-        );
-        return Ok(Materialized {
-            state,
-            base: Some(info),
-            base_tombstones: body.tombstones,
-            last_segment,
-        });
     }
     if let Some(earliest) = sources.moved()? {
         // A concurrent compaction removed the journal's beginning (and perhaps the snapshots
@@ -671,6 +596,116 @@ pub(crate) fn materialize(
         catalog.earliest(first),
         &catalog.damaged,
     ))
+}
+
+/// The bases `materialize` may start from, in `order`: the snapshots at or before `target`,
+/// and `None` — the empty state at seq 0, a base only while the journal (starting at `first`)
+/// starts at seq 1.
+fn base_candidates(
+    catalog: &Catalog,
+    first: Option<u64>,
+    target: Target,
+    order: BaseOrder,
+) -> Vec<Option<(SnapshotInfo, SnapshotHeader)>> {
+    let reaches_target = |h: &SnapshotHeader| match target {
+        Target::Seq(seq) => h.seq <= seq,
+        Target::Time(at) => h.at <= at,
+        Target::Head => true,
+    };
+    let mut candidates: Vec<Option<(SnapshotInfo, SnapshotHeader)>> = Vec::new();
+    if first.is_none_or(|f| f == 1) {
+        candidates.push(None);
+    }
+    candidates.extend(
+        catalog
+            .snapshots
+            .iter()
+            .filter(|(_, h)| reaches_target(h))
+            .cloned()
+            .map(Some),
+    );
+    if order == BaseOrder::Newest {
+        candidates.reverse();
+    }
+    candidates
+}
+
+/// The state at `target` replayed from the empty state and the journal's first event.
+fn from_empty_state(
+    sources: &Sources,
+    target: Target,
+    observe: Option<&mut Observer<'_>>,
+) -> Result<Materialized> {
+    let mut last_segment = None;
+    let state = replay(
+        State::default(),
+        sources.frames(1)?,
+        target,
+        observe,
+        &mut last_segment,
+    )?;
+    check_reached(target, &state)?;
+    Ok(Materialized {
+        state,
+        base: None,
+        base_tombstones: Vec::new(),
+        last_segment,
+    })
+}
+
+/// The state at `target` replayed from the snapshot `base`; `Ok(None)` when the snapshot is
+/// unusable for it (marked damaged in `catalog`, or the history right after it is gone).
+fn from_snapshot(
+    sources: &Sources,
+    catalog: &mut Catalog,
+    (info, header): (SnapshotInfo, SnapshotHeader),
+    target: Target,
+    observe: Option<&mut Observer<'_>>,
+) -> Result<Option<Materialized>> {
+    let first = sources.first_seq();
+    let continues = first.is_some_and(|f| header.seq.saturating_add(1) >= f);
+    let exact = target == Target::Seq(header.seq);
+    if first.is_some() && !continues && !exact {
+        // History right after this snapshot is gone: it can restore its own seq only.
+        return Ok(None);
+    }
+    let body = match snapshot::read_snapshot(&*sources.storage, &info.path) {
+        Ok(body) => body,
+        Err(err @ Error::UnsupportedVersion { .. }) => return Err(err),
+        // Removed by a concurrent compaction: the caller plans again from the new layout.
+        Err(err) if compacted_meanwhile(&err) => return Err(err),
+        Err(err) => {
+            catalog.mark_damaged(&info, &err.to_string());
+            return Ok(None);
+        }
+    };
+    let holds_own_event = first.is_some_and(|f| f <= header.seq);
+    let mut frames = if holds_own_event {
+        sources.frames(header.seq)?
+    } else if continues {
+        sources.frames(header.seq.saturating_add(1))?
+    } else {
+        Box::new(std::iter::empty())
+    };
+    if holds_own_event && let Some(reason) = disagreement(&header, frames.next())? {
+        catalog.mark_damaged(&info, &reason);
+        return Ok(None);
+    }
+    let mut last_segment = None;
+    let state = replay(body.state, frames, target, observe, &mut last_segment)?;
+    check_reached(target, &state)?;
+    debug!(
+        target = %target,
+        snapshot = header.seq,
+        seq = state.last_seq,
+        "materialized"
+    );
+    Ok(Some(Materialized {
+        state,
+        base: Some(info),
+        base_tombstones: body.tombstones,
+        last_segment,
+    }))
 }
 
 /// Why the journal's own event at a snapshot's seq shows the snapshot is from another history.

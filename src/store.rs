@@ -211,46 +211,8 @@ impl TorrentStore {
             let mut memory = memory.write().unwrap_or_else(|p| p.into_inner());
             projection::catch_up_from(&mut *memory, &reader, Base::Newest, &mut |_| {})?;
         }
-        #[cfg(feature = "sqlite")]
-        let sqlite_path = options.sqlite.as_ref().map(|p| dir.join(p));
-        let files_dir = options.files.as_ref().map(|p| dir.join(p));
-        let mut specs = Vec::new();
-        #[cfg(feature = "sqlite")]
-        if let Some(path) = &sqlite_path {
-            specs.push(DiskSpec::Sqlite {
-                path: path.clone(),
-                options: options.sqlite_options.clone(),
-            });
-        }
-        if let Some(files) = &files_dir {
-            specs.push(DiskSpec::Files {
-                storage: Arc::clone(&options.journal.storage),
-                dir: files.clone(),
-                options: options.file_options,
-            });
-        }
-        let mut disk = Vec::with_capacity(specs.len());
-        for spec in specs {
-            let mut projection = spec.open_caught_up(&reader, clock.as_ref())?;
-            if options.drift_check {
-                let memory = memory.read().unwrap_or_else(|p| p.into_inner());
-                // Both are at the head now (nothing can append before the open returns).
-                if projection.checkpoint() == memory.checkpoint() {
-                    let drift = spec.quick_drift(memory.state())?;
-                    drop(memory);
-                    if let Some(drift) = drift {
-                        drop(projection);
-                        projection = spec
-                            .rebuild(&drift, Aside::Drifted, &reader, clock.as_ref())?
-                            .0;
-                    }
-                }
-            }
-            disk.push(Disk {
-                spec,
-                projection: Some(projection),
-            });
-        }
+        let specs = disk_specs(&options, dir);
+        let disk = open_disk(specs, &reader, clock.as_ref(), options.drift_check, &memory)?;
         let custom = options.projections.open_caught_up(&reader)?;
         let applied = Arc::new(Progress::default());
         applied.set(journal.status().last_seq());
@@ -278,8 +240,8 @@ impl TorrentStore {
                 applied,
                 clock,
                 #[cfg(feature = "sqlite")]
-                sqlite_path,
-                files_dir,
+                sqlite_path: options.sqlite.as_ref().map(|p| dir.join(p)),
+                files_dir: options.files.as_ref().map(|p| dir.join(p)),
                 auto: AutoCompaction {
                     policy: options.compaction,
                     storage: Arc::clone(&options.journal.storage),
@@ -875,4 +837,56 @@ impl DiskSpec {
         );
         Ok(aside)
     }
+}
+
+/// The disk projections `options` asks for, at their paths inside the store directory.
+fn disk_specs(options: &StoreOptions, dir: &Path) -> Vec<DiskSpec> {
+    let mut specs = Vec::new();
+    #[cfg(feature = "sqlite")]
+    if let Some(path) = &options.sqlite {
+        specs.push(DiskSpec::Sqlite {
+            path: dir.join(path),
+            options: options.sqlite_options.clone(),
+        });
+    }
+    if let Some(files) = &options.files {
+        specs.push(DiskSpec::Files {
+            storage: Arc::clone(&options.journal.storage),
+            dir: dir.join(files),
+            options: options.file_options,
+        });
+    }
+    specs
+}
+
+/// Opens the disk projections caught up with the journal; with `drift_check`, one that
+/// disagrees with the memory projection (both at the head) is set aside and rebuilt.
+fn open_disk(
+    specs: Vec<DiskSpec>,
+    reader: &JournalReader,
+    clock: &dyn Clock,
+    drift_check: bool,
+    memory: &RwLock<MemoryProjection>,
+) -> Result<Vec<Disk>> {
+    let mut disk = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let mut projection = spec.open_caught_up(reader, clock)?;
+        if drift_check {
+            let memory = memory.read().unwrap_or_else(|p| p.into_inner());
+            // Both are at the head now (nothing can append before the open returns).
+            if projection.checkpoint() == memory.checkpoint() {
+                let drift = spec.quick_drift(memory.state())?;
+                drop(memory);
+                if let Some(drift) = drift {
+                    drop(projection);
+                    projection = spec.rebuild(&drift, Aside::Drifted, reader, clock)?.0;
+                }
+            }
+        }
+        disk.push(Disk {
+            spec,
+            projection: Some(projection),
+        });
+    }
+    Ok(disk)
 }

@@ -18,6 +18,9 @@ pub(crate) mod frame;
 pub(crate) mod reader;
 pub(crate) mod recovery;
 pub(crate) mod segment;
+// The byte-level tailer exists for the follower.
+#[cfg(feature = "follow")]
+pub(crate) mod tail;
 pub mod verify;
 mod writer;
 
@@ -77,6 +80,48 @@ impl std::fmt::Display for Durability {
             Self::Interval { interval_ms } => write!(f, "interval ({interval_ms} ms)"),
             Self::Never => write!(f, "never (OS decides)"),
         }
+    }
+}
+
+impl Durability {
+    /// The longest [`Durability::Interval`] its text form accepts: one hour.
+    pub const MAX_INTERVAL_MS: u64 = 3_600_000;
+}
+
+/// Reads `every-batch`, `never`, or `interval:T` with T in milliseconds (`interval:250`) or a
+/// `humantime` duration (`interval:250ms`, `interval:2s`), between 1 ms and
+/// [`Durability::MAX_INTERVAL_MS`] — the form `tj` and configuration files use.
+impl std::str::FromStr for Durability {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        match text {
+            "every-batch" => return Ok(Self::EveryBatch),
+            "never" => return Ok(Self::Never),
+            _ => {}
+        }
+        let invalid = |message: String| Error::InvalidArgument(message);
+        let Some(interval) = text.strip_prefix("interval:") else {
+            return Err(invalid(format!(
+                "expected every-batch, interval:MS or never, got {text:?}"
+            )));
+        };
+        let interval_ms = if !interval.is_empty() && interval.bytes().all(|b| b.is_ascii_digit()) {
+            interval
+                .parse::<u64>()
+                .map_err(|_| invalid(format!("interval {interval:?} is too large")))?
+        } else {
+            let duration = humantime::parse_duration(interval.trim())
+                .map_err(|err| invalid(format!("interval {interval:?}: {err}")))?;
+            u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+        };
+        if !(1..=Self::MAX_INTERVAL_MS).contains(&interval_ms) {
+            return Err(invalid(format!(
+                "interval {interval:?} must be between 1 ms and {} ms (one hour)",
+                Self::MAX_INTERVAL_MS
+            )));
+        }
+        Ok(Self::Interval { interval_ms })
     }
 }
 
@@ -496,5 +541,43 @@ fn spawn_ticker(tx: mpsc::WeakSender<Message>, interval_ms: u64) {
         });
     if let Err(err) = spawned {
         tracing::warn!(error = %err, "no sync ticker thread; interval syncs happen on appends only");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Durability;
+
+    #[test]
+    fn durability_parses_its_text_form_in_milliseconds_or_a_duration() {
+        let parse = |text: &str| text.parse::<Durability>();
+        assert_eq!(parse("every-batch").unwrap(), Durability::EveryBatch);
+        assert_eq!(parse("never").unwrap(), Durability::Never);
+        assert_eq!(
+            parse("interval:250").unwrap(),
+            Durability::Interval { interval_ms: 250 }
+        );
+        assert_eq!(
+            parse("interval:2s").unwrap(),
+            Durability::Interval { interval_ms: 2000 }
+        );
+        assert_eq!(
+            parse("interval:1h").unwrap(),
+            Durability::Interval {
+                interval_ms: Durability::MAX_INTERVAL_MS
+            }
+        );
+        for bad in [
+            "interval:0",
+            "interval:",
+            "interval:x",
+            "interval:99999999999999999999999",
+            "interval:2h",
+            "interval:1ns",
+            "sometimes",
+            "",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 }

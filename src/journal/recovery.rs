@@ -181,73 +181,19 @@ pub struct Recovered {
 pub fn recover(storage: &dyn Storage, journal_dir: &Path) -> Result<Recovered> {
     remove_leftover_tmp_files(storage, journal_dir)?;
     let durable_seq = super::durable::read_in(storage, journal_dir)?.map_or(0, |p| p.seq);
-    let segments = list_segments(storage, journal_dir)?;
+    let mut segments = list_segments(storage, journal_dir)?;
     let mut next_seq = segments.first().map_or(1, |s| s.first_seq);
     let mut last_at_unix_nanos = 0;
     let mut active_len_bytes = 0;
     let mut active_marks_batches = false;
-    let mut segments = segments;
-    if let Some(last) = segments.last()
-        && last.first_seq >= next_seq
-        && is_torn_header(storage, last)?
-    {
-        if last.first_seq <= durable_seq {
-            let reason = "the segment is shorter than its header";
-            return Err(lost_durable_events(
-                &last.path,
-                0,
-                last.first_seq - 1,
-                durable_seq,
-                reason,
-            ));
-        }
-        cut_torn_header(storage, last)?;
-        segments.pop();
-    }
+    drop_torn_last_header(storage, &mut segments, next_seq, durable_seq)?;
     for (index, info) in segments.iter().enumerate() {
         let is_last = index + 1 == segments.len();
-        let buf = read_segment(storage, info)?;
-        if info.first_seq != next_seq {
-            return Err(Error::SequenceBreak {
-                segment: info.path.clone(),
-                offset: 12,
-                expected: next_seq,
-                found: info.first_seq,
-            });
-        }
-        let mut scan = Scan::new(&buf, info.first_seq);
-        for frame_at in scan.by_ref() {
-            last_at_unix_nanos = frame_at.frame.at_unix_nanos;
-        }
-        next_seq = scan.expected_seq();
-        let stop = scan.stop().cloned().expect("a finished scan has a stop");
-        let ending = judge(&info.path, &buf, &stop, is_last, next_seq.saturating_sub(1))?;
-        if is_last && next_seq <= durable_seq {
-            let (offset, reason) = match &stop {
-                Stop::Clean { offset } => (*offset, "the data ends there".to_owned()),
-                Stop::Damaged { offset, damage } => (*offset, damage.to_string()),
-            };
-            let err = lost_durable_events(&info.path, offset, next_seq - 1, durable_seq, &reason);
-            return Err(err);
-        }
-        let end = match ending {
-            Ending::Clean { offset } => offset,
-            Ending::TornTail { offset } => {
-                cut_torn_tail(storage, &info.path, &buf, offset)?;
-                offset
-            }
-        };
-        if is_last && end < buf.len() && matches!(ending, Ending::Clean { .. }) {
-            // Zero padding after the data: drop it so appends continue at the data's end.
-            // (Mutation testing: `<=` for `<`, or `||` for either `&&`, only adds a truncation
-            // to the length a file already has — sealed segments carry no padding, a torn tail
-            // was cut above — so those mutants are equivalent.)
-            let mut file = storage.open_append(&info.path).ctx("open", &info.path)?;
-            file.set_len(end as u64).ctx("truncate", &info.path)?;
-            file.sync_data().ctx("fdatasync", &info.path)?;
-        }
-        active_len_bytes = end as u64;
-        active_marks_batches = segment::buf_marks_batches(&buf);
+        let checked = recover_segment(storage, info, is_last, next_seq, durable_seq)?;
+        next_seq = checked.next_seq;
+        last_at_unix_nanos = checked.last_at_unix_nanos.unwrap_or(last_at_unix_nanos);
+        active_len_bytes = checked.end as u64;
+        active_marks_batches = checked.marks_batches;
     }
     if next_seq <= durable_seq {
         // The segment that held the acknowledged tail is gone altogether.
@@ -263,17 +209,7 @@ pub fn recover(storage: &dyn Storage, journal_dir: &Path) -> Result<Recovered> {
             reason,
         ));
     }
-    // Make the recovered state durable before anything is acknowledged on top of it: the last
-    // segment may hold written-but-unsynced bytes (a failed fdatasync; `Never`/`Interval` and a
-    // process crash), and its name may come from a rename whose directory fsync failed. A later
-    // rotation would otherwise seal it unsynced, and a power cut could leave a seq gap.
-    if let Some(last) = segments.last() {
-        let mut file = storage.open_append(&last.path).ctx("open", &last.path)?;
-        file.sync_data().ctx("fdatasync", &last.path)?;
-        storage
-            .sync_dir(journal_dir)
-            .ctx("fsync dir", journal_dir)?;
-    }
+    sync_recovered(storage, journal_dir, segments.last())?;
     Ok(Recovered {
         segments,
         next_seq,
@@ -281,6 +217,123 @@ pub fn recover(storage: &dyn Storage, journal_dir: &Path) -> Result<Recovered> {
         active_len_bytes,
         active_marks_batches,
     })
+}
+
+/// A last segment shorter than its header (a crash while it was created) is removed — unless
+/// the durable position says it held acknowledged events.
+fn drop_torn_last_header(
+    storage: &dyn Storage,
+    segments: &mut Vec<SegmentInfo>,
+    next_seq: u64,
+    durable_seq: u64,
+) -> Result<()> {
+    let Some(last) = segments.last() else {
+        return Ok(());
+    };
+    if last.first_seq < next_seq || !is_torn_header(storage, last)? {
+        return Ok(());
+    }
+    if last.first_seq <= durable_seq {
+        let reason = "the segment is shorter than its header";
+        return Err(lost_durable_events(
+            &last.path,
+            0,
+            last.first_seq - 1,
+            durable_seq,
+            reason,
+        ));
+    }
+    cut_torn_header(storage, last)?;
+    segments.pop();
+    Ok(())
+}
+
+/// What recovery found in one segment.
+struct SegmentEnd {
+    /// The seq after its last valid frame.
+    next_seq: u64,
+    /// The commit time of its last valid frame, if it has one.
+    last_at_unix_nanos: Option<i64>,
+    /// Where its valid data ends (after cutting a torn tail and zero padding).
+    end: usize,
+    marks_batches: bool,
+}
+
+/// Checks one segment, expected to start at `next_seq`; in the last one, cuts a torn tail and
+/// the zero padding after the data, and checks the durable events are all there.
+fn recover_segment(
+    storage: &dyn Storage,
+    info: &SegmentInfo,
+    is_last: bool,
+    next_seq: u64,
+    durable_seq: u64,
+) -> Result<SegmentEnd> {
+    let buf = read_segment(storage, info)?;
+    if info.first_seq != next_seq {
+        return Err(Error::SequenceBreak {
+            segment: info.path.clone(),
+            offset: 12,
+            expected: next_seq,
+            found: info.first_seq,
+        });
+    }
+    let mut scan = Scan::new(&buf, info.first_seq);
+    let last_at_unix_nanos = scan.by_ref().last().map(|found| found.frame.at_unix_nanos);
+    let next_seq = scan.expected_seq();
+    let stop = scan
+        .stop()
+        .cloned()
+        .unwrap_or(Stop::Clean { offset: buf.len() });
+    let ending = judge(&info.path, &buf, &stop, is_last, next_seq.saturating_sub(1))?;
+    if is_last && next_seq <= durable_seq {
+        let (offset, reason) = match &stop {
+            Stop::Clean { offset } => (*offset, "the data ends there".to_owned()),
+            Stop::Damaged { offset, damage } => (*offset, damage.to_string()),
+        };
+        let err = lost_durable_events(&info.path, offset, next_seq - 1, durable_seq, &reason);
+        return Err(err);
+    }
+    let end = match ending {
+        Ending::Clean { offset } => offset,
+        Ending::TornTail { offset } => {
+            cut_torn_tail(storage, &info.path, &buf, offset)?;
+            offset
+        }
+    };
+    if is_last && end < buf.len() && matches!(ending, Ending::Clean { .. }) {
+        // Zero padding after the data: drop it so appends continue at the data's end.
+        // (Mutation testing: `<=` for `<`, or `||` for either `&&`, only adds a truncation
+        // to the length a file already has — sealed segments carry no padding, a torn tail
+        // was cut above — so those mutants are equivalent.)
+        let mut file = storage.open_append(&info.path).ctx("open", &info.path)?;
+        file.set_len(end as u64).ctx("truncate", &info.path)?;
+        file.sync_data().ctx("fdatasync", &info.path)?;
+    }
+    Ok(SegmentEnd {
+        next_seq,
+        last_at_unix_nanos,
+        end,
+        marks_batches: segment::buf_marks_batches(&buf),
+    })
+}
+
+/// Makes the recovered state durable before anything is acknowledged on top of it: the last
+/// segment may hold written-but-unsynced bytes (a failed fdatasync; `Never`/`Interval` and a
+/// process crash), and its name may come from a rename whose directory fsync failed. A later
+/// rotation would otherwise seal it unsynced, and a power cut could leave a seq gap.
+fn sync_recovered(
+    storage: &dyn Storage,
+    journal_dir: &Path,
+    last: Option<&SegmentInfo>,
+) -> Result<()> {
+    if let Some(last) = last {
+        let mut file = storage.open_append(&last.path).ctx("open", &last.path)?;
+        file.sync_data().ctx("fdatasync", &last.path)?;
+        storage
+            .sync_dir(journal_dir)
+            .ctx("fsync dir", journal_dir)?;
+    }
+    Ok(())
 }
 
 /// The error for acknowledged events that are missing or damaged: the journal's valid data

@@ -164,52 +164,10 @@ fn check_snapshots_once(
     let segments = recovery::list_segments(storage, &super::journal_dir(dir))?;
     let first = segments.first().map(|s| s.first_seq);
     for info in crate::snapshot::list_snapshots(storage, dir)? {
-        let problem = |detail: String, offset: u64| Problem {
-            kind: ProblemKind::DamagedSnapshot,
-            segment: info.path.clone(),
-            offset,
-            seq: Some(info.seq),
-            detail,
-            damaged_bytes: storage.file_len(&info.path).unwrap_or(0),
-            affected_torrents: Vec::new(),
-        };
-        let found = match crate::snapshot::read_snapshot(storage, &info.path) {
+        let Some(found) = snapshot_problem(storage, &segments, &info, report.last_seq) else {
             // Removed by a concurrent compaction after the listing: not a problem.
-            Err(err)
-                if crate::history::compacted_meanwhile(&err) && !storage.exists(&info.path) =>
-            {
-                settled = false;
-                continue;
-            }
-            Err(err) => {
-                let offset = match &err {
-                    crate::Error::CorruptSnapshot { offset, .. } => *offset,
-                    _ => 0,
-                };
-                Some(problem(err.to_string(), offset))
-            }
-            Ok(body) => match report.last_seq {
-                Some(last) if body.seq() > last => Some(problem(
-                    format!(
-                        "the snapshot is at seq {}, beyond the journal's last event (seq {last})",
-                        body.seq()
-                    ),
-                    12,
-                )),
-                _ => own_event_at(storage, &segments, body.seq())
-                    .filter(|at| *at != body.at())
-                    .map(|at| {
-                        problem(
-                            format!(
-                                "the snapshot is at seq {} committed {}, but the journal's event \
-                             there was committed {at}",
-                                body.seq(),
-                                body.at()
-                            ),
-                            20,
-                        )
-                    }),
-            },
+            settled = false;
+            continue;
         };
         let usable = found.is_none();
         if let Some(problem) = found {
@@ -228,22 +186,78 @@ fn check_snapshots_once(
             .iter()
             .any(|s| s.usable && s.continues_journal)
     {
-        report.problems.push(Problem {
-            kind: ProblemKind::NoContinuingSnapshot,
-            segment: crate::snapshot::snapshots_dir(dir),
-            offset: 0,
-            seq: Some(first - 1),
-            detail: format!(
-                "the journal starts at seq {first} and no usable snapshot is at seq {} or \
-                 later: the events before seq {first} are lost and the store cannot reach its \
-                 head",
-                first - 1
-            ),
-            damaged_bytes: 0,
-            affected_torrents: Vec::new(),
-        });
+        report.problems.push(no_continuing_snapshot(dir, first));
     }
     Ok(settled)
+}
+
+/// What is wrong with the snapshot `info` (`Some(None)`: nothing), or `None` when a concurrent
+/// compaction removed it after the listing. `last_seq` is the journal's last valid event.
+fn snapshot_problem(
+    storage: &dyn Storage,
+    segments: &[SegmentInfo],
+    info: &crate::snapshot::SnapshotInfo,
+    last_seq: Option<u64>,
+) -> Option<Option<Problem>> {
+    let problem = |detail: String, offset: u64| Problem {
+        kind: ProblemKind::DamagedSnapshot,
+        segment: info.path.clone(),
+        offset,
+        seq: Some(info.seq),
+        detail,
+        damaged_bytes: storage.file_len(&info.path).unwrap_or(0),
+        affected_torrents: Vec::new(),
+    };
+    let body = match crate::snapshot::read_snapshot(storage, &info.path) {
+        Err(err) if crate::history::compacted_meanwhile(&err) && !storage.exists(&info.path) => {
+            return None;
+        }
+        Err(err) => {
+            let offset = match &err {
+                crate::Error::CorruptSnapshot { offset, .. } => *offset,
+                _ => 0,
+            };
+            return Some(Some(problem(err.to_string(), offset)));
+        }
+        Ok(body) => body,
+    };
+    if let Some(last) = last_seq.filter(|&last| body.seq() > last) {
+        let detail = format!(
+            "the snapshot is at seq {}, beyond the journal's last event (seq {last})",
+            body.seq()
+        );
+        return Some(Some(problem(detail, 12)));
+    }
+    let disagrees = own_event_at(storage, segments, body.seq()).filter(|at| *at != body.at());
+    Some(disagrees.map(|at| {
+        problem(
+            format!(
+                "the snapshot is at seq {} committed {}, but the journal's event \
+                 there was committed {at}",
+                body.seq(),
+                body.at()
+            ),
+            20,
+        )
+    }))
+}
+
+/// The journal starts at `first` (> 1) and no usable snapshot continues it.
+fn no_continuing_snapshot(dir: &Path, first: u64) -> Problem {
+    Problem {
+        kind: ProblemKind::NoContinuingSnapshot,
+        segment: crate::snapshot::snapshots_dir(dir),
+        offset: 0,
+        seq: Some(first - 1),
+        detail: format!(
+            "the journal starts at seq {first} and no usable snapshot is at seq {} or \
+             later: the events before seq {first} are lost and the store cannot reach its \
+             head",
+            first - 1
+        ),
+        damaged_bytes: 0,
+        affected_torrents: Vec::new(),
+    }
 }
 
 /// The commit time of the journal's event `seq`, if a segment still holds it intact.
@@ -306,16 +320,7 @@ pub fn walk(storage: &dyn Storage, dir: &Path, visitor: &mut dyn Visitor) -> Res
                 continue;
             }
             Err(err) => {
-                let problem = Problem {
-                    kind: ProblemKind::Unreadable,
-                    segment: info.path.clone(),
-                    offset: 0,
-                    seq: None,
-                    detail: format!("cannot read: {err}"),
-                    damaged_bytes: 0,
-                    affected_torrents: Vec::new(),
-                };
-                visitor.problem(problem, &[]);
+                visitor.problem(unreadable(&info, &err), &[]);
                 expected_seq = None;
                 last_walked = Some(info);
                 continue;
@@ -326,29 +331,61 @@ pub fn walk(storage: &dyn Storage, dir: &Path, visitor: &mut dyn Visitor) -> Res
         last_walked = Some(info);
     }
     let next_seq = expected_seq.or(first_listed).unwrap_or(1);
-    if next_seq <= durable_seq {
-        let (segment, offset) = match &last_walked {
-            Some(last) => (last.path.clone(), storage.file_len(&last.path).unwrap_or(0)),
-            None => (journal_dir.clone(), 0),
-        };
-        let missing = durable_seq + 1 - next_seq;
-        let detail = format!(
-            "the journal's valid events end at seq {}, but journal/durable says seq \
-             {durable_seq} was acknowledged: {missing} acknowledged events are missing or damaged",
-            next_seq - 1
-        );
-        let problem = Problem {
-            kind: ProblemKind::MissingDurableEvents,
-            segment,
-            offset,
-            seq: Some(next_seq),
-            detail,
-            damaged_bytes: 0,
-            affected_torrents: Vec::new(),
-        };
-        visitor.problem(problem, &[]);
-    }
+    check_durable_reached(
+        storage,
+        &journal_dir,
+        last_walked.as_ref(),
+        next_seq,
+        durable_seq,
+        visitor,
+    );
     Ok(())
+}
+
+fn unreadable(info: &SegmentInfo, err: &std::io::Error) -> Problem {
+    Problem {
+        kind: ProblemKind::Unreadable,
+        segment: info.path.clone(),
+        offset: 0,
+        seq: None,
+        detail: format!("cannot read: {err}"),
+        damaged_bytes: 0,
+        affected_torrents: Vec::new(),
+    }
+}
+
+/// Reports acknowledged events missing: the valid events end before the durable position.
+fn check_durable_reached(
+    storage: &dyn Storage,
+    journal_dir: &Path,
+    last_walked: Option<&SegmentInfo>,
+    next_seq: u64,
+    durable_seq: u64,
+    visitor: &mut dyn Visitor,
+) {
+    if next_seq > durable_seq {
+        return;
+    }
+    let (segment, offset) = match last_walked {
+        Some(last) => (last.path.clone(), storage.file_len(&last.path).unwrap_or(0)),
+        None => (journal_dir.to_path_buf(), 0),
+    };
+    let missing = durable_seq + 1 - next_seq;
+    let detail = format!(
+        "the journal's valid events end at seq {}, but journal/durable says seq \
+         {durable_seq} was acknowledged: {missing} acknowledged events are missing or damaged",
+        next_seq - 1
+    );
+    let problem = Problem {
+        kind: ProblemKind::MissingDurableEvents,
+        segment,
+        offset,
+        seq: Some(next_seq),
+        detail,
+        damaged_bytes: 0,
+        affected_torrents: Vec::new(),
+    };
+    visitor.problem(problem, &[]);
 }
 
 impl Visitor for VerifyReport {
@@ -391,84 +428,124 @@ fn walk_segment(
     expected_seq: Option<u64>,
     visitor: &mut dyn Visitor,
 ) -> Option<u64> {
-    let problem = |kind, offset: usize, seq, detail: String, damaged: &[u8]| Problem {
-        kind,
-        segment: info.path.clone(),
-        offset: offset as u64,
-        seq,
-        detail,
-        damaged_bytes: damaged.len() as u64,
-        affected_torrents: affected_torrents(damaged),
-    };
     visitor.segment(info, bytes.len() as u64);
-    let header = match SegmentHeader::decode(bytes) {
-        Ok(header) if header.first_seq == info.first_seq => header,
-        Ok(header) => {
-            let detail = format!(
-                "header says first seq {}, file name says {}",
-                header.first_seq, info.first_seq
-            );
-            let p = problem(
-                ProblemKind::BadHeader,
-                12,
-                Some(header.first_seq),
-                detail,
-                &[],
-            );
-            visitor.problem(p, bytes);
-            return None;
-        }
-        Err(err) => {
-            let p = problem(ProblemKind::BadHeader, 0, None, err.to_string(), &[]);
-            visitor.problem(p, bytes);
-            return None;
-        }
+    let mut walk = SegmentWalk {
+        info,
+        bytes,
+        durable_tail,
+        visitor,
     };
-    if let Some(expected) = expected_seq
-        && expected != header.first_seq
-    {
-        let detail = format!(
-            "expected seq {expected}, segment starts at {}",
-            header.first_seq
-        );
-        let p = problem(
-            ProblemKind::SequenceBreak,
-            12,
-            Some(header.first_seq),
-            detail,
-            &[],
-        );
-        visitor.problem(p, &[]);
-    }
+    let header = walk.header(expected_seq)?;
     let mut pos = SEGMENT_HEADER_BYTES;
     let mut next_seq = header.first_seq;
     loop {
         let mut scan = Scan::starting_at(bytes, pos, next_seq);
         for found in scan.by_ref() {
-            visitor.frame(info, found.offset, &found.frame);
+            walk.visitor.frame(info, found.offset, &found.frame);
         }
         next_seq = scan.expected_seq();
         let Some(Stop::Damaged { offset, damage }) = scan.stop().cloned() else {
             return Some(next_seq);
         };
+        let Some(resume) = walk.damage(offset, &damage, next_seq, header.marks_batches()) else {
+            return Some(next_seq);
+        };
+        (pos, next_seq) = resume;
+    }
+}
+
+/// One segment being walked by [`walk_segment`], and where its problems go.
+struct SegmentWalk<'a, 'v> {
+    info: &'a SegmentInfo,
+    bytes: &'a [u8],
+    durable_tail: Option<u64>,
+    visitor: &'v mut dyn Visitor,
+}
+
+impl SegmentWalk<'_, '_> {
+    fn problem(
+        &self,
+        kind: ProblemKind,
+        offset: usize,
+        seq: Option<u64>,
+        detail: String,
+        damaged: &[u8],
+    ) -> Problem {
+        Problem {
+            kind,
+            segment: self.info.path.clone(),
+            offset: offset as u64,
+            seq,
+            detail,
+            damaged_bytes: damaged.len() as u64,
+            affected_torrents: affected_torrents(damaged),
+        }
+    }
+
+    /// The segment's header, when it is valid and agrees with the file name (`None`: a
+    /// problem, reported, and the segment is not walked). A first seq other than
+    /// `expected_seq` is reported as a sequence break; the walk goes on.
+    fn header(&mut self, expected_seq: Option<u64>) -> Option<SegmentHeader> {
+        let header = match SegmentHeader::decode(self.bytes) {
+            Ok(header) if header.first_seq == self.info.first_seq => header,
+            Ok(header) => {
+                let detail = format!(
+                    "header says first seq {}, file name says {}",
+                    header.first_seq, self.info.first_seq
+                );
+                let first_seq = Some(header.first_seq);
+                let p = self.problem(ProblemKind::BadHeader, 12, first_seq, detail, &[]);
+                self.visitor.problem(p, self.bytes);
+                return None;
+            }
+            Err(err) => {
+                let p = self.problem(ProblemKind::BadHeader, 0, None, err.to_string(), &[]);
+                self.visitor.problem(p, self.bytes);
+                return None;
+            }
+        };
+        if let Some(expected) = expected_seq
+            && expected != header.first_seq
+        {
+            let detail = format!(
+                "expected seq {expected}, segment starts at {}",
+                header.first_seq
+            );
+            let first_seq = Some(header.first_seq);
+            let p = self.problem(ProblemKind::SequenceBreak, 12, first_seq, detail, &[]);
+            self.visitor.problem(p, &[]);
+        }
+        Some(header)
+    }
+
+    /// Reports the damage at `offset` (the walk expected `next_seq` there) and says where the
+    /// walk goes on — offset and the seq expected there — or `None` when the segment ends.
+    fn damage(
+        &mut self,
+        offset: usize,
+        damage: &Damage,
+        next_seq: u64,
+        marks_batches: bool,
+    ) -> Option<(usize, u64)> {
+        let bytes = self.bytes;
         let seq = frame::peek_seq(&bytes[offset..]);
-        if let Damage::SeqBreak { found, .. } = damage {
+        if let Damage::SeqBreak { found, .. } = *damage {
             // The frame itself is intact: report the break and continue from its seq.
-            let p = problem(
+            let p = self.problem(
                 ProblemKind::SequenceBreak,
                 offset,
                 seq,
                 damage.to_string(),
                 &[],
             );
-            visitor.problem(p, &[]);
-            (pos, next_seq) = (offset, found);
-            continue;
+            self.visitor.problem(p, &[]);
+            return Some((offset, found));
         }
         let after_seq = next_seq - 1;
-        let later =
-            segment::later_batch_after(bytes, offset + 1, after_seq, header.marks_batches());
-        let past_durable = durable_tail.is_some_and(|durable_seq| next_seq > durable_seq);
+        let later = segment::later_batch_after(bytes, offset + 1, after_seq, marks_batches);
+        let past_durable = self
+            .durable_tail
+            .is_some_and(|durable_seq| next_seq > durable_seq);
         if later.is_none() && past_durable {
             // A torn final write: what follows (if anything) is of the same unacknowledged batch.
             let end = bytes
@@ -476,32 +553,32 @@ fn walk_segment(
                 .rposition(|&b| b != 0)
                 .map_or(offset, |i| (i + 1).max(offset));
             let damaged = &bytes[offset..end];
-            let p = problem(
+            let p = self.problem(
                 ProblemKind::TornTail,
                 offset,
                 seq,
                 damage.to_string(),
                 damaged,
             );
-            visitor.problem(p, damaged);
-            return Some(next_seq);
+            self.visitor.problem(p, damaged);
+            return None;
         }
         let resync = segment::find_valid_frame_after(bytes, offset + 1, after_seq);
         let damaged = &bytes[offset..resync.unwrap_or(bytes.len())];
-        let p = problem(
+        let p = self.problem(
             ProblemKind::DamagedFrame,
             offset,
             seq,
             damage.to_string(),
             damaged,
         );
-        visitor.problem(p, damaged);
-        let Some(resync) = resync else {
-            return Some(next_seq);
-        };
+        self.visitor.problem(p, damaged);
         // Continue from the next valid frame, expecting whatever seq it carries.
-        pos = resync;
-        next_seq = frame::peek_seq(&bytes[resync..]).unwrap_or(next_seq);
+        let resync = resync?;
+        Some((
+            resync,
+            frame::peek_seq(&bytes[resync..]).unwrap_or(next_seq),
+        ))
     }
 }
 

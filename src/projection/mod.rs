@@ -7,6 +7,9 @@
 pub mod custom;
 pub mod file;
 pub mod memory;
+// A replica opens SQLite targets and applies a follower's items: it needs both features.
+#[cfg(all(feature = "sqlite", feature = "follow"))]
+mod replica;
 mod restore;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
@@ -27,6 +30,8 @@ use crate::state::State;
 pub use custom::{Registered, SharedProjection};
 pub use file::{FileProjection, FileProjectionOptions, FileView};
 pub use memory::{MemoryProjection, MemoryStats};
+#[cfg(all(feature = "sqlite", feature = "follow"))]
+pub use replica::{Replica, ReplicaOpen, ReplicaTarget, Resync, checkpoint_belongs};
 pub use restore::replay_into;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteOptions, SqliteProjection};
@@ -164,23 +169,57 @@ pub fn catch_up_from(
     }
     let seq = projection.checkpoint().seq;
     let behind_retained = seq + 1 < first_retained;
-    if behind_retained || (base == Base::Newest && seq == 0) {
-        let head = history::state_at(Arc::clone(reader.storage()), reader.dir(), Target::Head)?;
-        if head.seq > seq {
-            let (head_seq, snapshot) = (head.seq, head.snapshot);
-            projection.install_owned(head.state)?;
-            progress(head_seq);
-            info!(projection = projection.name(), seq = head_seq, snapshot = ?snapshot, "installed the state at the head");
-            // The head was read to the end of the journal just now: reading the journal again
-            // for what a concurrent writer may have appended since would only move the same
-            // race a little later (and rescan the active segment for nothing).
-            return Ok(CatchUp {
-                rebuilt,
-                applied: 0,
-                checkpoint: projection.checkpoint(),
-            });
-        }
+    if (behind_retained || (base == Base::Newest && seq == 0))
+        && install_head(projection, reader, progress)?
+    {
+        // The head was read to the end of the journal just now: reading the journal again
+        // for what a concurrent writer may have appended since would only move the same
+        // race a little later (and rescan the active segment for nothing).
+        return Ok(CatchUp {
+            rebuilt,
+            applied: 0,
+            checkpoint: projection.checkpoint(),
+        });
     }
+    let applied = apply_journal(projection, reader, progress)?;
+    if applied > 0 {
+        info!(
+            projection = projection.name(),
+            applied, rebuilt, "projection caught up"
+        );
+    }
+    Ok(CatchUp {
+        rebuilt,
+        applied,
+        checkpoint: projection.checkpoint(),
+    })
+}
+
+/// Installs the state at the head (newest usable snapshot plus the journal tail) when it is
+/// past the projection's checkpoint; `Ok(false)` when it is not.
+fn install_head(
+    projection: &mut dyn Projection,
+    reader: &JournalReader,
+    progress: &mut dyn FnMut(u64),
+) -> Result<bool> {
+    let head = history::state_at(Arc::clone(reader.storage()), reader.dir(), Target::Head)?;
+    if head.seq <= projection.checkpoint().seq {
+        return Ok(false);
+    }
+    let (head_seq, snapshot) = (head.seq, head.snapshot);
+    projection.install_owned(head.state)?;
+    progress(head_seq);
+    info!(projection = projection.name(), seq = head_seq, snapshot = ?snapshot, "installed the state at the head");
+    Ok(true)
+}
+
+/// Applies the journal after the projection's checkpoint: folded into a state projection's
+/// state, or in batches of decoded events. Returns the events applied.
+fn apply_journal(
+    projection: &mut dyn Projection,
+    reader: &JournalReader,
+    progress: &mut dyn FnMut(u64),
+) -> Result<u64> {
     let from = projection.checkpoint().seq + 1;
     // Not peeked for emptiness here: the first frame loads a whole segment, which the fold
     // does on its reading thread, overlapped with folding. (With nothing to apply, a state
@@ -194,16 +233,8 @@ pub fn catch_up_from(
         projection.install_owned(state)?;
         if applied > 0 {
             progress(last_seq);
-            info!(
-                projection = projection.name(),
-                applied, rebuilt, "projection caught up"
-            );
         }
-        return Ok(CatchUp {
-            rebuilt,
-            applied,
-            checkpoint: projection.checkpoint(),
-        });
+        return Ok(applied);
     }
     let mut applied = 0;
     let mut batch = Vec::with_capacity(CATCH_UP_BATCH_EVENTS);
@@ -214,17 +245,7 @@ pub fn catch_up_from(
         }
     }
     applied += flush(projection, &mut batch, progress)?;
-    if applied > 0 {
-        info!(
-            projection = projection.name(),
-            applied, rebuilt, "projection caught up"
-        );
-    }
-    Ok(CatchUp {
-        rebuilt,
-        applied,
-        checkpoint: projection.checkpoint(),
-    })
+    Ok(applied)
 }
 
 fn flush(

@@ -1531,56 +1531,8 @@ pub(crate) fn read_summary(path: &Path, metrics: bool) -> Result<Summary> {
         let tx = conn.unchecked_transaction()?;
         let checkpoint = read_checkpoint(&tx)?;
         let mut hasher = DefaultHasher::new();
-        let mut torrents = 0;
-        let sql = if metrics {
-            "SELECT t.info_hash, t.status, t.percent_done, t.downloaded, t.uploaded,
-                    t.added_date, t.updated_date, length(m.raw),
-                    (SELECT count(*) FROM torrent_metrics x WHERE x.info_hash = t.info_hash)
-             FROM torrents t LEFT JOIN torrent_metainfo m ON m.info_hash = t.info_hash
-             ORDER BY t.info_hash"
-        } else {
-            "SELECT t.info_hash, t.status, t.percent_done, t.downloaded, t.uploaded,
-                    t.added_date, t.updated_date, length(m.raw), NULL
-             FROM torrents t LEFT JOIN torrent_metainfo m ON m.info_hash = t.info_hash
-             ORDER BY t.info_hash"
-        };
-        {
-            let mut stmt = tx.prepare(sql)?;
-            let mut rows = stmt.query([])?;
-            while let Some(row) = rows.next()? {
-                torrents += 1;
-                let key = plain_value(row.get_ref(0)?);
-                let key = key.as_str().map_or_else(|| key.to_string(), str::to_owned);
-                digest_torrent(
-                    &mut hasher,
-                    &key,
-                    [
-                        row.get_ref(1)?,
-                        row.get_ref(2)?,
-                        row.get_ref(3)?,
-                        row.get_ref(4)?,
-                    ],
-                    row.get_ref(5)?,
-                    row.get_ref(6)?,
-                    row.get(7)?,
-                    row.get(8)?,
-                );
-            }
-        }
-        let session: Option<Option<i64>> = tx
-            .query_row(
-                "SELECT updated_date FROM session_config WHERE id = 1",
-                [],
-                |row| {
-                    Ok(row
-                        .get_ref(0)?
-                        .as_str()
-                        .ok()
-                        .and_then(parse_sql_timestamp)
-                        .map(Timestamp::as_unix_nanos))
-                },
-            )
-            .optional()?;
+        let torrents = digest_torrent_rows(&tx, metrics, &mut hasher)?;
+        let session = read_session_updated(&tx)?;
         session.hash(&mut hasher);
         let metrics = if metrics {
             Some(
@@ -1600,6 +1552,66 @@ pub(crate) fn read_summary(path: &Path, metrics: bool) -> Result<Summary> {
         })
     };
     run().map_err(|e| sql_read_error(path, e))
+}
+
+/// Feeds every torrent row's summarized columns to `hasher`, in key order; returns the rows.
+fn digest_torrent_rows(
+    tx: &rusqlite::Transaction<'_>,
+    metrics: bool,
+    hasher: &mut std::hash::DefaultHasher,
+) -> rusqlite::Result<u64> {
+    let sql = if metrics {
+        "SELECT t.info_hash, t.status, t.percent_done, t.downloaded, t.uploaded,
+                t.added_date, t.updated_date, length(m.raw),
+                (SELECT count(*) FROM torrent_metrics x WHERE x.info_hash = t.info_hash)
+         FROM torrents t LEFT JOIN torrent_metainfo m ON m.info_hash = t.info_hash
+         ORDER BY t.info_hash"
+    } else {
+        "SELECT t.info_hash, t.status, t.percent_done, t.downloaded, t.uploaded,
+                t.added_date, t.updated_date, length(m.raw), NULL
+         FROM torrents t LEFT JOIN torrent_metainfo m ON m.info_hash = t.info_hash
+         ORDER BY t.info_hash"
+    };
+    let mut torrents = 0;
+    let mut stmt = tx.prepare(sql)?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        torrents += 1;
+        let key = plain_value(row.get_ref(0)?);
+        let key = key.as_str().map_or_else(|| key.to_string(), str::to_owned);
+        digest_torrent(
+            hasher,
+            &key,
+            [
+                row.get_ref(1)?,
+                row.get_ref(2)?,
+                row.get_ref(3)?,
+                row.get_ref(4)?,
+            ],
+            row.get_ref(5)?,
+            row.get_ref(6)?,
+            row.get(7)?,
+            row.get(8)?,
+        );
+    }
+    Ok(torrents)
+}
+
+/// The session row's `updated_date` (`None`: no session row; `Some(None)`: unreadable time).
+fn read_session_updated(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<Option<Option<i64>>> {
+    tx.query_row(
+        "SELECT updated_date FROM session_config WHERE id = 1",
+        [],
+        |row| {
+            Ok(row
+                .get_ref(0)?
+                .as_str()
+                .ok()
+                .and_then(parse_sql_timestamp)
+                .map(Timestamp::as_unix_nanos))
+        },
+    )
+    .optional()
 }
 
 /// What [`read_summary`] reads from a projection that holds exactly `state`.

@@ -17,7 +17,7 @@ pub const MAX_TASKS: u64 = 1024;
 /// Segment size in MiB (1 GiB: far above any useful segment, far below any offset limit).
 pub const MAX_SEGMENT_MIB: u64 = 1024;
 /// The longest interval in milliseconds (`--poll-interval-ms`, `interval:MS`): one hour.
-pub const MAX_INTERVAL_MS: u64 = 3_600_000;
+pub const MAX_INTERVAL_MS: u64 = Durability::MAX_INTERVAL_MS;
 /// The longest idle time in milliseconds (`--idle-exit-ms`): 30 days.
 pub const MAX_IDLE_MS: u64 = 30 * 24 * 3_600_000;
 
@@ -46,33 +46,21 @@ pub fn duration(text: &str) -> Result<Duration, String> {
     })
 }
 
-/// `every-batch`, `never`, or `interval:T` with T in milliseconds (`interval:250`) or a
-/// duration (`interval:250ms`, `interval:2s`), between 1 ms and one hour.
+/// A value in the library's text form (`FromStr`), its error message without the library's
+/// prefix: `--durability` ([`Durability`]), `--into` (`ReplicaTarget`).
+pub fn parsed<T>(text: &str) -> Result<T, String>
+where
+    T: std::str::FromStr<Err = torrent_journal::Error>,
+{
+    text.parse().map_err(|err| match err {
+        torrent_journal::Error::InvalidArgument(message) => message,
+        other => other.to_string(),
+    })
+}
+
+/// `every-batch`, `never`, or `interval:T` (see the library's `FromStr for Durability`).
 pub fn durability(text: &str) -> Result<Durability, String> {
-    match text {
-        "every-batch" => return Ok(Durability::EveryBatch),
-        "never" => return Ok(Durability::Never),
-        _ => {}
-    }
-    let Some(interval) = text.strip_prefix("interval:") else {
-        return Err(format!(
-            "expected every-batch, interval:MS or never, got {text:?}"
-        ));
-    };
-    let interval_ms = if !interval.is_empty() && interval.bytes().all(|b| b.is_ascii_digit()) {
-        interval
-            .parse::<u64>()
-            .map_err(|_| format!("interval {interval:?} is too large"))?
-    } else {
-        let duration = duration(interval).map_err(|err| format!("interval {interval:?}: {err}"))?;
-        u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-    };
-    if !(1..=MAX_INTERVAL_MS).contains(&interval_ms) {
-        return Err(format!(
-            "interval {interval:?} must be between 1 ms and {MAX_INTERVAL_MS} ms (one hour)"
-        ));
-    }
-    Ok(Durability::Interval { interval_ms })
+    parsed(text)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use torrent_journal::journal::{self, JournalReader};
@@ -40,11 +40,30 @@ pub struct DemoArgs {
     segment_mib: u64,
     /// Projections to materialize besides memory: `sqlite` (DIR/state.db), `files`
     /// (DIR/files/), `memory` (none on disk) or `all`.
-    #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "files", "memory", "all"])]
-    projection: String,
+    #[arg(long, value_enum, default_value_t = Projections::Sqlite)]
+    projection: Projections,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// `--projection`: which disk projections the demo store keeps besides memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Projections {
+    Sqlite,
+    Files,
+    Memory,
+    All,
+}
+
+impl Projections {
+    fn sqlite(self) -> bool {
+        matches!(self, Self::Sqlite | Self::All)
+    }
+
+    fn files(self) -> bool {
+        matches!(self, Self::Files | Self::All)
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -66,15 +85,8 @@ struct Summary {
     opened_ms: f64,
 }
 
-pub fn run(args: DemoArgs, quiet: bool) -> CmdResult {
-    // The parsers bound every number; checked all the same, so no input can overflow.
-    let events = match args.events {
-        Some(events) => events,
-        None => args
-            .torrents
-            .checked_mul(50)
-            .ok_or_else(|| Failure::usage("--torrents is too large"))?,
-    };
+/// The store's options for the flags, and the projections it keeps (for the summary).
+fn store_options(args: &DemoArgs) -> Result<(StoreOptions, Vec<String>), Failure> {
     let segment_size_bytes = args
         .segment_mib
         .checked_mul(1024 * 1024)
@@ -89,20 +101,33 @@ pub fn run(args: DemoArgs, quiet: bool) -> CmdResult {
         ..StoreOptions::default()
     };
     let mut projections = vec!["memory".to_owned()];
-    if matches!(args.projection.as_str(), "sqlite" | "all") {
+    if args.projection.sqlite() {
         options = options.with_sqlite();
         projections.push(format!(
             "sqlite:{}",
             args.dir.join(StoreOptions::SQLITE_FILE_NAME).display()
         ));
     }
-    if matches!(args.projection.as_str(), "files" | "all") {
+    if args.projection.files() {
         options = options.with_files();
         projections.push(format!(
             "files:{}",
             args.dir.join(StoreOptions::FILES_DIR_NAME).display()
         ));
     }
+    Ok((options, projections))
+}
+
+pub fn run(args: DemoArgs, quiet: bool) -> CmdResult {
+    // The parsers bound every number; checked all the same, so no input can overflow.
+    let events = match args.events {
+        Some(events) => events,
+        None => args
+            .torrents
+            .checked_mul(50)
+            .ok_or_else(|| Failure::usage("--torrents is too large"))?,
+    };
+    let (options, projections) = store_options(&args)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     let opening = Instant::now();
     let store = runtime.block_on(TorrentStore::open(&args.dir, options))?;

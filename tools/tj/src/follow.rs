@@ -1,6 +1,6 @@
 //! `tj follow` (a live read replica: keep a projection in this process up to date with a
 //! journal another process writes) and `tj tail --follow` (print events as they become durable):
-//! thin loops over the library's `Follower`.
+//! thin loops over the library's `Follower` and `projection::Replica`.
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -12,13 +12,11 @@ use anyhow::Context as _;
 use clap::Args;
 use torrent_journal::follow::{FollowItem, FollowOptions, Follower};
 use torrent_journal::projection::{
-    CATCH_UP_BATCH_EVENTS, FileProjection, FileProjectionOptions, Projection, SqliteOptions,
-    SqliteProjection,
+    CATCH_UP_BATCH_EVENTS, Replica, ReplicaOpen, ReplicaTarget, Resync,
 };
 use torrent_journal::storage::RealStorage;
-use torrent_journal::{Envelope, Error, JournalReader, event, snapshot};
+use torrent_journal::{JournalReader, event};
 
-use crate::replay::{Target, parse_target};
 use crate::{CmdResult, Failure, bounds};
 
 #[derive(Debug, Args)]
@@ -27,8 +25,8 @@ pub struct FollowArgs {
     dir: PathBuf,
     /// The replica to keep up to date: `sqlite:PATH` or `files:DIR`. It resumes from its own
     /// checkpoint (rebuilt from scratch when that is not in this journal).
-    #[arg(long, value_parser = parse_target)]
-    into: Target,
+    #[arg(long, value_parser = bounds::parsed::<ReplicaTarget>)]
+    into: ReplicaTarget,
     /// Shard the file projection into `torrents/<first two hex>/`.
     #[arg(long)]
     shard: bool,
@@ -173,11 +171,11 @@ fn drive(
 pub fn run(args: FollowArgs, quiet: bool) -> CmdResult {
     // Fail with a usage error when DIR is not a journal at all.
     let reader = JournalReader::open(&args.dir)?;
-    let mut projection = open_replica(&args.into, args.shard)?;
+    let mut replica = Replica::open(&args.into, args.shard, ReplicaOpen::Keep)?;
     if args.rebuild {
-        projection.reset()?;
+        replica.reset()?;
     }
-    let from_seq = resume_seq(projection.as_mut(), &reader)?;
+    let from_seq = replica.resume(&reader)?;
     let follower = Follower::start(
         Arc::new(RealStorage),
         &args.dir,
@@ -187,114 +185,33 @@ pub fn run(args: FollowArgs, quiet: bool) -> CmdResult {
         eprintln!(
             "tj follow: following {} from seq {from_seq} into {}",
             args.dir.display(),
-            projection.name()
+            replica.name()
         );
     }
     let mut applied = 0u64;
     let mut resyncs = 0u64;
     let ended = drive(follower, from_seq, &args.flags, |items| {
-        let mut events: Vec<Envelope> = Vec::with_capacity(items.len());
-        for item in items {
-            match item {
-                FollowItem::Event(envelope) => events.push(envelope),
-                FollowItem::Resynced { seq, at, state } => {
-                    applied += apply(projection.as_mut(), &mut events)?;
-                    let before = projection.checkpoint().seq;
-                    projection.install(&state)?;
-                    resyncs += 1;
-                    if !quiet {
-                        eprintln!(
-                            "tj follow: resynchronized from snapshot at seq {seq} ({at}): compaction removed events {}..={seq} before this replica read them",
-                            before + 1
-                        );
-                    }
-                }
+        applied += replica.apply_items(items, &mut |resync| {
+            resyncs += 1;
+            if !quiet {
+                let Resync { before_seq, seq, at } = resync;
+                eprintln!(
+                    "tj follow: resynchronized from snapshot at seq {seq} ({at}): compaction removed events {}..={seq} before this replica read them",
+                    before_seq + 1
+                );
             }
-        }
-        applied += apply(projection.as_mut(), &mut events)?;
-        Ok(Some(projection.checkpoint().seq))
+        })?;
+        Ok(Some(replica.checkpoint().seq))
     })?;
     if !quiet {
         crate::emit(&format!(
             "followed {}: applied {applied} events into {} ({resyncs} resyncs from snapshots), checkpoint seq {}; stopped: {ended}\n",
             args.dir.display(),
-            projection.name(),
-            projection.checkpoint().seq
+            replica.name(),
+            replica.checkpoint().seq
         ))?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn apply(projection: &mut dyn Projection, events: &mut Vec<Envelope>) -> Result<u64, Failure> {
-    if events.is_empty() {
-        return Ok(0);
-    }
-    projection.apply(events)?;
-    let count = events.len() as u64;
-    events.clear();
-    Ok(count)
-}
-
-/// Opens the replica keeping what it holds (unlike `tj replay`, which starts empty).
-fn open_replica(target: &Target, shard: bool) -> Result<Box<dyn Projection>, Failure> {
-    Ok(match target {
-        Target::Sqlite(path) => Box::new(SqliteProjection::open(path, SqliteOptions::default())?),
-        Target::Files(dir) => Box::new(FileProjection::open(
-            Arc::new(RealStorage),
-            dir,
-            FileProjectionOptions {
-                shard,
-                ..FileProjectionOptions::default()
-            },
-        )?),
-    })
-}
-
-/// The seq to follow from: after the replica's checkpoint when this journal holds that event
-/// (same seq and commit time), or compacted it away (the follower then resynchronizes from a
-/// snapshot); otherwise — a replica of another journal, or ahead of this one — it is reset and
-/// rebuilt from the start, with a warning.
-fn resume_seq(projection: &mut dyn Projection, reader: &JournalReader) -> Result<u64, Failure> {
-    let checkpoint = projection.checkpoint();
-    if checkpoint.seq == 0 {
-        return Ok(1);
-    }
-    let same_history = match reader.frames(checkpoint.seq) {
-        Ok(mut frames) => match frames.next() {
-            Some(frame) => {
-                let frame = frame?;
-                frame.seq == checkpoint.seq && frame.at == checkpoint.at
-            }
-            None => false,
-        },
-        Err(Error::SeqNotRetained { .. }) => {
-            compacted_checkpoint_matches(reader.dir(), checkpoint.seq, checkpoint.at)?
-        }
-        Err(err) => return Err(err.into()),
-    };
-    if same_history {
-        return Ok(checkpoint.seq + 1);
-    }
-    tracing::warn!(
-        checkpoint_seq = checkpoint.seq,
-        "the replica's checkpoint is not in this journal (another journal, or ahead of it); rebuilding it"
-    );
-    projection.reset()?;
-    Ok(1)
-}
-
-/// A checkpoint compaction removed from the journal: it belongs to this history unless a
-/// snapshot at the same seq says otherwise.
-fn compacted_checkpoint_matches(
-    dir: &Path,
-    seq: u64,
-    at: torrent_journal::model::Timestamp,
-) -> Result<bool, Failure> {
-    let snapshots = snapshot::list_snapshots(&RealStorage, dir)?;
-    match snapshots.iter().find(|s| s.seq == seq) {
-        Some(found) => Ok(snapshot::read_header(&RealStorage, &found.path)?.at == at),
-        None => Ok(true),
-    }
 }
 
 /// `tj tail DIR --follow`: JSON lines as events become durable (a `resynced` line where

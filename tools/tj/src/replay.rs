@@ -2,70 +2,33 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use torrent_journal::JournalReader;
-use torrent_journal::projection::{
-    self, FileProjection, FileProjectionOptions, Projection, SqliteOptions, SqliteProjection,
-};
-use torrent_journal::storage::RealStorage;
+use torrent_journal::history::Target;
+use torrent_journal::projection::{Replica, ReplicaOpen, ReplicaTarget};
 
-use crate::{CmdResult, Failure};
+use crate::{CmdResult, Failure, bounds};
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
     /// Store directory.
     dir: PathBuf,
     /// The projection to (re)build: `sqlite:PATH` or `files:DIR`.
-    #[arg(long, value_parser = parse_target)]
-    into: Target,
+    #[arg(long, value_parser = bounds::parsed::<ReplicaTarget>)]
+    into: ReplicaTarget,
     /// Shard the file projection into `torrents/<first two hex>/`.
     #[arg(long)]
     shard: bool,
 }
 
-/// Where a projection goes.
-#[derive(Debug, Clone)]
-pub enum Target {
-    Sqlite(PathBuf),
-    Files(PathBuf),
-}
-
-pub fn parse_target(text: &str) -> Result<Target, String> {
-    match text.split_once(':') {
-        Some(("sqlite", path)) if !path.is_empty() => Ok(Target::Sqlite(path.into())),
-        Some(("files", dir)) if !dir.is_empty() => Ok(Target::Files(dir.into())),
-        _ => Err(format!("expected sqlite:PATH or files:DIR, got {text:?}")),
-    }
-}
-
-impl Target {
-    /// Opens the projection this target names.
-    pub fn open(&self, shard: bool) -> torrent_journal::Result<Box<dyn Projection>> {
-        Ok(match self {
-            Target::Sqlite(path) => {
-                Box::new(SqliteProjection::open(path, SqliteOptions::default())?)
-            }
-            Target::Files(dir) => Box::new(FileProjection::open_empty(
-                Arc::new(RealStorage),
-                dir,
-                FileProjectionOptions {
-                    shard,
-                    ..FileProjectionOptions::default()
-                },
-            )?),
-        })
-    }
-}
-
 pub fn run(args: ReplayArgs, quiet: bool) -> CmdResult {
     let reader = JournalReader::open(&args.dir)?;
     let head = reader.head()?.map_or(0, |(seq, _)| seq);
-    let mut projection = args.into.open(args.shard)?;
-    projection.reset()?;
+    let mut replica = Replica::open(&args.into, args.shard, ReplicaOpen::Empty)?;
+    replica.reset()?;
     let bar = if quiet {
         ProgressBar::hidden()
     } else {
@@ -80,16 +43,14 @@ pub fn run(args: ReplayArgs, quiet: bool) -> CmdResult {
     );
     bar.enable_steady_tick(Duration::from_millis(100));
     let started = Instant::now();
-    let done = projection::catch_up(projection.as_mut(), &reader, &mut |seq| {
-        bar.set_position(seq)
-    })?;
+    let done = replica.replay(&reader, Target::Head, &mut |seq| bar.set_position(seq))?;
     let elapsed = started.elapsed();
     bar.finish_and_clear();
     if !quiet {
         crate::emit(&format!(
             "replayed {} events into {} in {:.1} ms: {:.0} events/s (checkpoint seq {})\n",
             done.applied,
-            projection.name(),
+            replica.name(),
             elapsed.as_secs_f64() * 1e3,
             done.applied as f64 / elapsed.as_secs_f64().max(1e-9),
             done.checkpoint.seq

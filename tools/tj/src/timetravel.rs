@@ -12,11 +12,11 @@ use serde_json::json;
 use torrent_journal::compaction::{self, CompactOptions, Retention};
 use torrent_journal::history::{self, PointInTime, Target};
 use torrent_journal::model::InfoHash;
+use torrent_journal::projection::{Replica, ReplicaOpen, ReplicaTarget};
 use torrent_journal::storage::RealStorage;
 use torrent_journal::{Journal, JournalReader, StoreOptions, event};
 
-use crate::replay::{self, Target as Into};
-use crate::{CmdResult, Failure, emit};
+use crate::{CmdResult, Failure, bounds, emit};
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
@@ -26,8 +26,8 @@ pub struct RestoreArgs {
     #[arg(long)]
     at: Target,
     /// Where to write the projection as of that point: `sqlite:PATH` or `files:DIR`.
-    #[arg(long, value_parser = replay::parse_target)]
-    into: Into,
+    #[arg(long, value_parser = bounds::parsed::<ReplicaTarget>)]
+    into: ReplicaTarget,
     /// Also read segments compaction moved to this directory.
     #[arg(long)]
     archive: Option<PathBuf>,
@@ -113,14 +113,12 @@ fn point(
 }
 
 /// The live projections of `dir`: restore never writes over them.
-fn refuse_live_target(dir: &Path, into: &Into) -> Result<(), Failure> {
+fn refuse_live_target(dir: &Path, into: &ReplicaTarget) -> Result<(), Failure> {
     let live = [
         dir.join(StoreOptions::SQLITE_FILE_NAME),
         dir.join(StoreOptions::FILES_DIR_NAME),
     ];
-    let path = match into {
-        Into::Sqlite(path) | Into::Files(path) => path,
-    };
+    let path = into.path();
     let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => a == b,
@@ -136,8 +134,8 @@ fn refuse_live_target(dir: &Path, into: &Into) -> Result<(), Failure> {
 }
 
 /// An existing target is replaced only with `--force`.
-fn refuse_existing_target(into: &Into, force: bool) -> Result<(), Failure> {
-    let (Into::Sqlite(path) | Into::Files(path)) = into;
+fn refuse_existing_target(into: &ReplicaTarget, force: bool) -> Result<(), Failure> {
+    let path = into.path();
     if !force && std::fs::symlink_metadata(path).is_ok() {
         return Err(Failure::usage(format!(
             "{} exists; restore into a new path, or pass --force to replace it",
@@ -153,14 +151,14 @@ pub fn restore(args: RestoreArgs, quiet: bool) -> CmdResult {
     refuse_existing_target(&args.into, args.force)?;
     let started = Instant::now();
     let point = point(&args.dir, args.archive.as_deref(), args.at, quiet)?;
-    let mut projection = args.into.open(false)?;
-    projection.install(&point.state)?;
+    let mut replica = Replica::open(&args.into, false, ReplicaOpen::Empty)?;
+    replica.install(&point.state)?;
     let summary = json!({
         "seq": point.seq,
         "at": point.at.to_rfc3339(),
         "from_snapshot": point.snapshot,
         "torrents": point.state.torrents.len(),
-        "projection": projection.name(),
+        "projection": replica.name(),
         "elapsed_ms": started.elapsed().as_secs_f64() * 1e3,
     });
     if args.json {
@@ -170,7 +168,7 @@ pub fn restore(args: RestoreArgs, quiet: bool) -> CmdResult {
             "restored seq {} ({}) into {}: {} torrents\n",
             point.seq,
             point.at.to_rfc3339(),
-            projection.name(),
+            replica.name(),
             point.state.torrents.len()
         ))?;
     }
