@@ -154,6 +154,19 @@ fn a_zero_filled_or_removed_last_segment_is_refused() {
     std::fs::remove_file(&last).unwrap();
     let first = segments(tmp.path()).pop().unwrap();
     assert_refused(tmp.path(), &first, FIRST_OF_LAST, "last segment removed");
+
+    // Every segment gone: the error names the journal directory and seq 1.
+    std::fs::remove_file(&first).unwrap();
+    let err = Journal::open_with(tmp.path(), JournalOptions::default())
+        .map(|_| ())
+        .expect_err("every segment removed");
+    match &err {
+        Error::Corrupt { segment, seq, .. } => {
+            assert_eq!(segment, &tmp.path().join(JOURNAL_DIR_NAME), "{err}");
+            assert_eq!(*seq, Some(1), "{err}");
+        }
+        other => panic!("every segment removed: unexpected error {other}"),
+    }
 }
 
 /// A follower in another process delivers what is there, then fails with an error naming the
