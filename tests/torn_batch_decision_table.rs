@@ -99,11 +99,15 @@ fn pages(start: usize, end: usize) -> Vec<usize> {
 /// The crash image: the batch's bytes on lost pages are zeros, padding follows the data.
 fn torn_image(written: &Written, batch: usize, lost_pages: &[usize]) -> Vec<u8> {
     let (_, frames, end) = &written.batches[batch];
-    let start = frames[0];
-    let mut image = written.bytes.clone();
+    tear(&written.bytes, frames[0], *end, lost_pages)
+}
+
+/// `bytes` with the part of `start..end` on each lost page zeroed, then the writer's padding.
+fn tear(bytes: &[u8], start: usize, end: usize, lost_pages: &[usize]) -> Vec<u8> {
+    let mut image = bytes.to_vec();
     for &page in lost_pages {
         let from = (page * PAGE_BYTES).max(start);
-        let to = ((page + 1) * PAGE_BYTES).min(*end);
+        let to = ((page + 1) * PAGE_BYTES).min(end);
         image[from..to].fill(0);
     }
     image.resize(image.len() + PADDING_BYTES, 0);
@@ -113,11 +117,17 @@ fn torn_image(written: &Written, batch: usize, lost_pages: &[usize]) -> Vec<u8> 
 /// How many of the batch's frames survive whole before the first one the tearing changed.
 fn intact_frames(written: &Written, image: &[u8], batch: usize) -> usize {
     let (_, frames, end) = &written.batches[batch];
-    let mut bounds = frames.clone();
-    bounds.push(*end);
+    intact(&written.bytes, image, frames, *end)
+}
+
+/// How many frames (starting at `frames`, the last ending at `end`) `image` holds unchanged
+/// from `bytes`, before the first changed one.
+fn intact(bytes: &[u8], image: &[u8], frames: &[usize], end: usize) -> usize {
+    let mut bounds = frames.to_vec();
+    bounds.push(end);
     bounds
         .windows(2)
-        .take_while(|w| image[w[0]..w[1]] == written.bytes[w[0]..w[1]])
+        .take_while(|w| image[w[0]..w[1]] == bytes[w[0]..w[1]])
         .count()
 }
 
@@ -478,20 +488,8 @@ fn a_torn_final_batch_opens_to_the_reducers_state_whatever_the_snapshots() {
             );
         }
         for lost in lossy_subsets(&pages(frames[0], end)) {
-            let mut image = bytes.clone();
-            for &page in &lost {
-                let from = (page * PAGE_BYTES).max(frames[0]);
-                let to = ((page + 1) * PAGE_BYTES).min(end);
-                image[from..to].fill(0);
-            }
-            image.resize(image.len() + PADDING_BYTES, 0);
-            let intact = frames
-                .iter()
-                .chain([&end])
-                .collect::<Vec<_>>()
-                .windows(2)
-                .take_while(|w| image[*w[0]..*w[1]] == bytes[*w[0]..*w[1]])
-                .count();
+            let image = tear(&bytes, frames[0], end, &lost);
+            let intact = intact(&bytes, &image, &frames, end);
             let last_seq = first_of_batch - 1 + intact as u64;
             for durable in [None, Some(first_of_batch - 1)] {
                 cases += 1;
