@@ -27,7 +27,7 @@
 //! - the journal alone: [`Journal`] (the single writer) and [`JournalReader`] (lock-free, from
 //!   any process), with [`Durability`] choosing what an acknowledgement means;
 //! - history and housekeeping: [`history`] (state at a seq or time), [`compaction`] (snapshots,
-//!   removing old segments), [`check`] (projection drift), [`journal::verify`] and [`salvage`];
+//!   removing old segments), [`check`] (projection drift), [`journal::verify()`] and [`salvage`];
 //! - the data model: [`TorrentState`], [`SessionConfiguration`], [`TorrentMetrics`],
 //!   [`HookContext`], [`Event`] and [`Envelope`].
 //!

@@ -151,7 +151,7 @@ pub struct JournalOptions {
     /// The source of commit times.
     pub clock: Arc<dyn Clock>,
     /// The segment format version of segments this writer creates: the current one
-    /// ([`segment::FORMAT_VERSION`]) by default, or 1 for a journal that builds reading only
+    /// (`FORMAT_VERSION`, 2) by default, or 1 for a journal that builds reading only
     /// version 1 must still open (version 1 cannot mark batches, so recovery cannot tell a
     /// batch torn by a power cut from damage; see `docs/FORMAT.md`). An existing active
     /// segment keeps its own version until the writer rotates.
@@ -280,9 +280,10 @@ impl Journal {
 
     /// Appends one event, blocking until it is committed. Returns its seq and commit time.
     ///
-    /// An error means the outcome is unknown: the bytes may have reached the disk before the
-    /// failure, and a reopen keeps every whole frame (see `docs/FORMAT.md`, "Durability and
-    /// recovery"); read the journal after reopening to find out.
+    /// A failed write or sync of the batch gives [`Error::Unacknowledged`]: the outcome is
+    /// unknown (the bytes may have reached the disk before the failure, and a reopen keeps every
+    /// whole frame; see `docs/FORMAT.md`, "Durability and recovery"). It names the seqs the
+    /// events were given: after reopening, [`JournalReader::appended`] says whether they landed.
     ///
     /// Blocks the calling thread: from async code use [`Journal::append_async`] (like tokio's
     /// own blocking calls, this panics on an async runtime's worker thread).

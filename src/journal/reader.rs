@@ -13,7 +13,7 @@ use std::sync::Arc;
 use super::recovery::{self, Ending, SegmentInfo};
 use super::segment::{self, SEGMENT_HEADER_BYTES, Scan};
 use crate::error::{Error, IoContext, Result};
-use crate::event::{self, Envelope};
+use crate::event::{self, Envelope, Event};
 use crate::model::Timestamp;
 use crate::storage::{ReadFile, RealStorage, Storage};
 
@@ -167,6 +167,28 @@ impl JournalReader {
             current: None,
             done: false,
         }
+    }
+
+    /// How many of `events` the journal holds at seqs `first_seq..`, counted from the first:
+    /// the answer to an append that failed with [`Error::Unacknowledged`] (whose `first_seq` it
+    /// takes). Recovery keeps whole frames in order, so what landed is a prefix of the append.
+    ///
+    /// Ask after reopening the journal and before appending anything else: a lost append's
+    /// seqs are given to the next events. (An equal event appended there since would count as
+    /// landed — true of its content, which is what a retry needs to know.)
+    pub fn appended(&self, first_seq: u64, events: &[Event]) -> Result<usize> {
+        let head = self.head()?.map_or(0, |(seq, _)| seq);
+        if events.is_empty() || first_seq > head {
+            return Ok(0);
+        }
+        let mut landed = 0;
+        for (envelope, event) in self.events(first_seq)?.zip(events) {
+            if envelope?.event != *event {
+                break;
+            }
+            landed += 1;
+        }
+        Ok(landed)
     }
 
     /// Events with seq ≥ `from_seq`, decoded, in seq order.
