@@ -1208,15 +1208,7 @@ fn render_value(value: ValueRef<'_>) -> String {
         ValueRef::Integer(i) => i.to_string(),
         ValueRef::Real(f) => format!("{f:?}"),
         ValueRef::Text(t) => format!("{:?}", String::from_utf8_lossy(t)),
-        ValueRef::Blob(b) => {
-            let mut hex = String::with_capacity(3 + 2 * b.len());
-            hex.push_str("x'");
-            for byte in b {
-                let _ = write!(hex, "{byte:02x}");
-            }
-            hex.push('\'');
-            hex
-        }
+        ValueRef::Blob(b) => format!("x'{}'", hex::encode(b)),
     }
 }
 
