@@ -284,6 +284,14 @@ mod tests {
     }
 
     #[test]
+    fn the_length_limit_is_the_formats_256_mib() {
+        // docs/FORMAT.md: "1 ..= 268 435 456 (256 MiB)". Written out, so that a change of the
+        // constant is a change of the format that a test notices.
+        assert_eq!(MAX_FRAME_PAYLOAD_BYTES, 268_435_456);
+        assert_eq!(BATCH_START_BIT, 0x8000_0000);
+    }
+
+    #[test]
     fn forged_huge_length_is_rejected_without_reading() {
         let mut buf = one(1, b"x");
         buf[..4].copy_from_slice(&u32::MAX.to_le_bytes());
