@@ -83,6 +83,9 @@ impl State {
         self.written
             .torrents
             .retain(|h, _| torrents.contains_key(h));
+        // After the retain the write times' keys are a subset of the torrents' keys, so equal
+        // lengths mean equal key sets: the `<` only skips a loop that would insert nothing
+        // (mutation testing: `<=` for `<` is equivalent).
         if self.written.torrents.len() < self.torrents.len() {
             for info_hash in self.torrents.keys() {
                 self.written.torrents.entry(*info_hash).or_insert(at);
@@ -578,6 +581,62 @@ mod tests {
                 (t1.info_hash, Needs::Nothing),
             ]
         );
+    }
+
+    #[test]
+    fn metadata_and_error_for_an_unknown_torrent_store_it_as_given() {
+        let (t1, t2, t3) = (torrent(10), torrent(11), torrent(12));
+        let mut t3_erred = t3.clone();
+        t3_erred.error = Some("tracker gone".to_owned());
+        let state = fold(vec![
+            hook(HookEvent::TorrentMetadata, t1.clone(), json!({})), // at(0)
+            hook(
+                HookEvent::TorrentError,
+                t2.clone(),
+                json!({"error": "disk full"}),
+            ), // at(1)
+            hook(HookEvent::TorrentError, t3_erred.clone(), json!({})), // at(2)
+        ]);
+        let mut t2_erred = t2.clone();
+        t2_erred.error = Some("disk full".to_owned());
+        assert_eq!(
+            state.torrents,
+            BTreeMap::from([
+                (t1.info_hash, Arc::new(t1.clone())),
+                (t2.info_hash, Arc::new(t2_erred)),
+                // No `data["error"]`: the snapshot's own message is kept.
+                (t3.info_hash, Arc::new(t3_erred)),
+            ])
+        );
+        assert_eq!(
+            state.written.torrents,
+            BTreeMap::from([
+                (t1.info_hash, at(0)),
+                (t2.info_hash, at(1)),
+                (t3.info_hash, at(2)),
+            ])
+        );
+        assert_eq!((state.last_seq, state.last_at), (3, at(2)));
+    }
+
+    #[test]
+    fn metrics_len_counts_every_sample_of_every_torrent() {
+        let (t1, t2) = (torrent(13), torrent(14));
+        let sample = |t: &TorrentState, secs| TorrentMetrics {
+            info_hash: t.info_hash,
+            timestamp: at(secs),
+            ..TorrentMetrics::default()
+        };
+        let state = fold(vec![
+            Event::TorrentsSaved {
+                torrents: vec![t1.clone(), t2.clone()],
+            },
+            Event::MetricsRecorded {
+                samples: vec![sample(&t1, 1), sample(&t2, 1), sample(&t1, 2)],
+            },
+        ]);
+        assert_eq!(state.metrics_len(), 3);
+        assert_eq!(State::default().metrics_len(), 0);
     }
 
     #[test]

@@ -266,6 +266,32 @@ mod tests {
     }
 
     #[test]
+    fn peeks_read_the_header_fields_from_as_few_bytes_as_they_need() {
+        let mut marked = Vec::new();
+        encode_marked(&mut marked, 7, 9, b"hello", true);
+        let mut unmarked = Vec::new();
+        encode_marked(&mut unmarked, 7, 9, b"hello", false);
+        for buf in [&marked, &unmarked] {
+            // The length without the batch mark, from the 4 bytes of its field and no fewer.
+            assert_eq!(peek_len(buf), Some(5));
+            assert_eq!(peek_len(&buf[..4]), Some(5));
+            assert_eq!(peek_len(&buf[..3]), None);
+            // The seq from the 16 bytes up to the end of its field and no fewer.
+            assert_eq!(peek_seq(buf), Some(7));
+            assert_eq!(peek_seq(&buf[..16]), Some(7));
+            assert_eq!(peek_seq(&buf[..15]), None);
+        }
+    }
+
+    #[test]
+    fn the_length_limit_is_the_formats_256_mib() {
+        // docs/FORMAT.md: "1 ..= 268 435 456 (256 MiB)". Written out, so that a change of the
+        // constant is a change of the format that a test notices.
+        assert_eq!(MAX_FRAME_PAYLOAD_BYTES, 268_435_456);
+        assert_eq!(BATCH_START_BIT, 0x8000_0000);
+    }
+
+    #[test]
     fn forged_huge_length_is_rejected_without_reading() {
         let mut buf = one(1, b"x");
         buf[..4].copy_from_slice(&u32::MAX.to_le_bytes());

@@ -387,6 +387,31 @@ mod tests {
     }
 
     #[test]
+    fn header_errors_and_damage_say_what_is_wrong() {
+        // These texts are the `reason` of the errors operators read; each variant names itself.
+        assert_eq!(
+            HeaderError::TooShort { len_bytes: 5 }.to_string(),
+            format!("segment header truncated: 5 of {SEGMENT_HEADER_BYTES} bytes")
+        );
+        assert_eq!(
+            HeaderError::BadMagic.to_string(),
+            "not a torrent-journal segment (bad magic)"
+        );
+        assert_eq!(
+            Damage::SeqBreak {
+                expected: 4,
+                found: 9
+            }
+            .to_string(),
+            "expected seq 4, found 9"
+        );
+        assert_eq!(
+            Damage::BytesAfterEnd.to_string(),
+            "non-zero bytes after the end marker"
+        );
+    }
+
+    #[test]
     fn scan_yields_frames_then_a_clean_stop() {
         let buf = segment(5, &[b"a", b"bb", b"ccc"]);
         let mut scan = Scan::new(&buf, 5);
