@@ -27,7 +27,7 @@
 //! - the journal alone: [`Journal`] (the single writer) and [`JournalReader`] (lock-free, from
 //!   any process), with [`Durability`] choosing what an acknowledgement means;
 //! - history and housekeeping: [`history`] (state at a seq or time), [`compaction`] (snapshots,
-//!   removing old segments), [`check`] (projection drift), [`journal::verify`] and [`salvage`];
+//!   removing old segments), [`check`] (projection drift), [`verify()`] and [`salvage`];
 //! - the data model: [`TorrentState`], [`SessionConfiguration`], [`TorrentMetrics`],
 //!   [`HookContext`], [`Event`] and [`Envelope`].
 //!
@@ -58,6 +58,8 @@ pub mod snapshot;
 pub mod state;
 pub mod storage;
 mod store;
+mod typed_journal;
+pub mod verify;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -65,7 +67,7 @@ pub use compaction::CompactionPolicy;
 pub use error::{Error, Result};
 pub use event::{Envelope, Event};
 pub use history::Target;
-pub use journal::{Durability, Journal, JournalOptions, JournalReader, Receipt};
+pub use journal::{Durability, JournalOptions, JournalReader, Receipt};
 pub use journal::{FrameRef, RawFrame, SegmentInfo, WriterStatus};
 pub use model::{
     Clock, FileInfo, HookContext, HookEvent, InfoHash, ManualClock, MetaInfo, MetricsSummary,
@@ -78,6 +80,8 @@ pub use projection::{FileProjection, FileProjectionOptions, MemoryProjection};
 pub use projection::{SqliteOptions, SqliteProjection};
 pub use state::State;
 pub use store::{StoreOptions, TorrentStore};
+pub use typed_journal::Journal;
+pub use verify::verify;
 
 /// The README's examples, compiled as doctests so they cannot rot.
 #[cfg(doctest)]

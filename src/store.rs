@@ -19,7 +19,8 @@ use tracing::{error, info, warn};
 use crate::compaction::{self, CompactionPolicy};
 use crate::error::{Error, IoContext, Result};
 use crate::event::{Envelope, Event};
-use crate::journal::{CommitListener, Journal, JournalOptions, JournalReader, Receipt};
+use crate::journal::{JournalOptions, JournalReader, Receipt};
+use crate::typed_journal::{EventListener, Journal};
 use crate::model::{
     Clock, HookContext, InfoHash, MetricsSummary, SessionConfiguration, Timestamp, TorrentMetrics,
     TorrentState,
@@ -516,7 +517,7 @@ impl TorrentStore {
 fn listener(
     memory: Arc<RwLock<MemoryProjection>>,
     disk: Option<SyncSender<Batch>>,
-) -> CommitListener {
+) -> EventListener {
     Box::new(move |batch: Vec<Envelope>| {
         {
             let mut memory = memory.write().unwrap_or_else(|p| p.into_inner());

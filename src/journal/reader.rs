@@ -1,4 +1,5 @@
-//! Reading the journal without the writer's lock: iterate frames or events from any seq.
+//! Reading the journal without the writer's lock: iterate frames from any seq (decoding their
+//! payloads into events is the typed layer's, `crate::typed_journal`).
 //!
 //! Every frame's checksum is verified. At the end of the last segment, an incomplete or torn
 //! frame with nothing valid after it ends the iteration quietly: a writer may be in the middle of
@@ -12,7 +13,6 @@ use std::sync::Arc;
 use super::recovery::{self, Ending, SegmentInfo};
 use super::segment::{self, SEGMENT_HEADER_BYTES, Scan};
 use crate::error::{Error, Result};
-use crate::event::{self, Envelope};
 use crate::model::Timestamp;
 use crate::storage::{RealStorage, Storage};
 
@@ -23,29 +23,12 @@ pub struct RawFrame {
     pub seq: u64,
     /// The commit time.
     pub at: Timestamp,
-    /// The payload bytes (an encoded event).
+    /// The payload bytes (opaque here; an encoded event, see `RawFrame::decode`).
     pub payload: Vec<u8>,
     /// The segment file.
     pub segment: Arc<PathBuf>,
     /// Byte offset of the frame (or damage) in the file.
     pub offset: u64,
-}
-
-impl RawFrame {
-    /// Decodes the payload into an event envelope.
-    pub fn decode(&self) -> Result<Envelope> {
-        let event = event::decode(&self.payload).map_err(|reason| Error::Decode {
-            segment: self.segment.to_path_buf(),
-            offset: self.offset,
-            seq: self.seq,
-            reason,
-        })?;
-        Ok(Envelope {
-            seq: self.seq,
-            at: self.at,
-            event,
-        })
-    }
 }
 
 /// Reads a journal directory; needs no lock and never writes.
@@ -156,13 +139,6 @@ impl JournalReader {
             current: None,
             done: false,
         })
-    }
-
-    /// Events with seq ≥ `from_seq`, decoded, in seq order.
-    pub fn events(&self, from_seq: u64) -> Result<impl Iterator<Item = Result<Envelope>>> {
-        Ok(self
-            .frames(from_seq)?
-            .map(|frame| frame.and_then(|f| f.decode())))
     }
 }
 
