@@ -34,7 +34,7 @@ use torrent_journal::projection::{
 use torrent_journal::simulate::Simulation;
 use torrent_journal::state::{self, State};
 use torrent_journal::storage::{
-    CrashFill, LockGuard, RealStorage, SimStorage, Storage, StorageFile,
+    CrashFill, LockGuard, ReadFile, RealStorage, SimStorage, Storage, StorageFile,
 };
 use torrent_journal::{Envelope, Error, Event};
 
@@ -647,6 +647,9 @@ impl Storage for Counting {
     }
     fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
         self.inner.read_file(path)
+    }
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn ReadFile>> {
+        self.inner.open_read(path)
     }
     fn read_at(&self, path: &Path, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
         self.inner.read_at(path, offset, buf)

@@ -7,14 +7,15 @@
 //! the durable position a live writer publishes. Damage anywhere else is an error naming
 //! segment, offset and seq.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::recovery::{self, Ending, SegmentInfo};
 use super::segment::{self, SEGMENT_HEADER_BYTES, Scan};
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::model::Timestamp;
-use crate::storage::{RealStorage, Storage};
+use crate::storage::{ReadFile, RealStorage, Storage};
 
 /// A frame as read from disk, with its location.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,18 +89,10 @@ impl JournalReader {
     pub fn head(&self) -> Result<Option<(u64, Timestamp)>> {
         let segments = self.segments()?;
         for info in segments.iter().rev() {
-            let last = Frames {
-                storage: Arc::clone(&self.storage),
-                store_dir: self.dir.clone(),
-                durable_seq: 0,
-                segments: vec![info.clone()],
-                index: 0,
-                from_seq: info.first_seq,
-                current: None,
-                done: false,
-            }
-            .last()
-            .transpose()?;
+            let last = self
+                .frames_in(vec![info.clone()], 0, info.first_seq, 0)
+                .last()
+                .transpose()?;
             if let Some(frame) = last {
                 return Ok(Some((frame.seq, frame.at)));
             }
@@ -129,16 +122,34 @@ impl JournalReader {
             .iter()
             .rposition(|s| s.first_seq <= from_seq)
             .unwrap_or(0);
-        Ok(Frames {
+        let mut frames = self.frames_in(segments, start, from_seq, durable_seq);
+        // A segment gone between the listing and its opening was removed by a compaction (or
+        // is damage): say so now, before anything is read, so the caller can plan again.
+        if let Some(gone) = frames.open_ahead(start) {
+            frames.index = gone;
+            return Err(frames.vanished(frames.segments[gone].first_seq));
+        }
+        Ok(frames)
+    }
+
+    fn frames_in(
+        &self,
+        segments: Vec<SegmentInfo>,
+        index: usize,
+        from_seq: u64,
+        durable_seq: u64,
+    ) -> Frames {
+        Frames {
             storage: Arc::clone(&self.storage),
             store_dir: self.dir.clone(),
             durable_seq,
             segments,
-            index: start,
+            opened: BTreeMap::new(),
+            index,
             from_seq,
             current: None,
             done: false,
-        })
+        }
     }
 }
 
@@ -162,15 +173,55 @@ pub struct Frames {
     /// The durable position when the iteration started: the frames must reach it.
     durable_seq: u64,
     segments: Vec<SegmentInfo>,
+    /// Read handles of the segments from `index` on, opened ahead of reading them (at most
+    /// [`OPEN_AHEAD_SEGMENTS`]): an opened segment stays readable when a concurrent compaction
+    /// removes it, so a read that has started is not cut short by one.
+    opened: BTreeMap<usize, Box<dyn ReadFile>>,
     index: usize,
     from_seq: u64,
     current: Option<Loaded>,
     done: bool,
 }
 
+/// How many segments a [`Frames`] keeps open ahead of the one it reads: each holds a file
+/// descriptor, so the window is bounded; a compaction can only disturb a read that is more
+/// than this many segments behind the journal's start.
+const OPEN_AHEAD_SEGMENTS: usize = 64;
+
 impl Frames {
+    /// Opens the segments of the window from `first` that are not open yet, stopping at the
+    /// first one that cannot be opened and returning its index. During a read that one is left
+    /// for [`Frames::load`] to report when the read reaches it (the ones before it still read).
+    fn open_ahead(&mut self, first: usize) -> Option<usize> {
+        let end = self.segments.len().min(first + OPEN_AHEAD_SEGMENTS);
+        for index in first..end {
+            if self.opened.contains_key(&index) {
+                continue;
+            }
+            match self.storage.open_read(&self.segments[index].path) {
+                Ok(handle) => {
+                    self.opened.insert(index, handle);
+                }
+                Err(_) => return Some(index),
+            }
+        }
+        None
+    }
+
+    /// The bytes of segment `index`, through the handle opened ahead when there is one.
+    fn read_segment(&mut self, index: usize) -> Result<Vec<u8>> {
+        let info = &self.segments[index];
+        let mut handle = match self.opened.remove(&index) {
+            Some(handle) => handle,
+            None => self.storage.open_read(&info.path).ctx("open", &info.path)?,
+        };
+        let bytes = handle.read_all().ctx("read", &info.path)?;
+        recovery::check_header(&info.path, &bytes, info.first_seq)?;
+        Ok(bytes)
+    }
+
     fn load(&mut self) -> Result<()> {
-        let info = &self.segments[self.index];
+        let info = self.segments[self.index].clone();
         if let Some(previous) = &self.current
             && previous.expected_seq != info.first_seq
         {
@@ -185,14 +236,14 @@ impl Frames {
         // Before the bytes: a write that becomes durable after this read was already complete
         // in them, so only a write still in progress can be judged by this position.
         let durable_seq = super::durable::read(&*self.storage, &self.store_dir)?.map(|p| p.seq);
-        let bytes = match recovery::read_segment(&*self.storage, info) {
+        let bytes = match self.read_segment(self.index) {
             Err(Error::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => {
                 return Err(self.vanished(info.first_seq));
             }
             // A last segment cut while being created holds no frame yet; the next writer
             // recovers it. Read it as empty rather than as damage.
             Err(Error::Corrupt { .. })
-                if is_last && recovery::is_torn_header(&*self.storage, info)? =>
+                if is_last && recovery::is_torn_header(&*self.storage, &info)? =>
             {
                 segment::SegmentHeader {
                     version: segment::FORMAT_VERSION,
@@ -211,6 +262,8 @@ impl Frames {
             expected_seq: info.first_seq,
             durable_seq,
         });
+        // A segment that cannot be opened now is reported when the read reaches it.
+        let _ = self.open_ahead(self.index + 1);
         Ok(())
     }
 

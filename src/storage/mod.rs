@@ -32,6 +32,14 @@ pub trait StorageFile: Send + fmt::Debug {
     fn set_len(&mut self, len_bytes: u64) -> io::Result<()>;
 }
 
+/// A file opened for reading. Like a POSIX descriptor, it keeps reading the file it opened even
+/// after the name is removed: a reader that opened a segment is not disturbed by a compaction
+/// that deletes it.
+pub trait ReadFile: Send + fmt::Debug {
+    /// The whole contents, from the first byte to the current end.
+    fn read_all(&mut self) -> io::Result<Vec<u8>>;
+}
+
 /// Held while a lock is owned; dropping it releases the lock.
 pub trait LockGuard: Send + Sync + fmt::Debug {}
 
@@ -48,6 +56,8 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
     /// The whole contents of a file.
     fn read_file(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// Opens a file for reading (see [`ReadFile`]).
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn ReadFile>>;
     /// Reads up to `buf.len()` bytes at `offset`; returns how many were read (0 at the end).
     fn read_at(&self, path: &Path, offset: u64, buf: &mut [u8]) -> io::Result<usize>;
     /// A file's length in bytes.

@@ -1,11 +1,11 @@
 //! The real file system: `std::fs` with `fdatasync`, directory fsync and `flock`.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::Path;
 
-use super::{LockGuard, Storage, StorageFile};
+use super::{LockGuard, ReadFile, Storage, StorageFile};
 
 /// The operating system's file system.
 #[derive(Debug, Default, Clone, Copy)]
@@ -33,6 +33,20 @@ impl StorageFile for RealFile {
         self.file.set_len(len_bytes)?;
         // Handles from `create` are not in append mode: move to the new end explicitly.
         self.file.seek(SeekFrom::End(0)).map(|_| ())
+    }
+}
+
+#[derive(Debug)]
+struct RealReadFile {
+    file: File,
+}
+
+impl ReadFile for RealReadFile {
+    fn read_all(&mut self) -> io::Result<Vec<u8>> {
+        self.file.seek(SeekFrom::Start(0))?;
+        let mut bytes = Vec::new();
+        self.file.read_to_end(&mut bytes)?;
+        Ok(bytes)
     }
 }
 
@@ -67,6 +81,12 @@ impl Storage for RealStorage {
 
     fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
         fs::read(path)
+    }
+
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn ReadFile>> {
+        Ok(Box::new(RealReadFile {
+            file: File::open(path)?,
+        }))
     }
 
     fn read_at(&self, path: &Path, offset: u64, buf: &mut [u8]) -> io::Result<usize> {

@@ -12,7 +12,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{LockGuard, Storage, StorageFile};
+use super::{LockGuard, ReadFile, Storage, StorageFile};
 
 /// The mutating operations the simulator counts and can fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -105,6 +105,27 @@ struct SimState {
     ops_by_kind: HashMap<OpKind, u64>,
     faults: Vec<Fault>,
     crash_after_ops: Option<u64>,
+}
+
+/// A read handle: it names the file's contents, not its path, so it keeps reading a removed
+/// file as a POSIX descriptor does.
+#[derive(Debug)]
+struct SimReadFile {
+    state: Arc<Mutex<SimState>>,
+    id: u64,
+}
+
+impl ReadFile for SimReadFile {
+    fn read_all(&mut self) -> io::Result<Vec<u8>> {
+        let state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.contents.get(&self.id).map_or_else(
+            || Err(io::Error::from(io::ErrorKind::NotFound)),
+            |data| Ok(data.current.clone()),
+        )
+    }
 }
 
 /// An in-memory file system that can crash. Clones share the same state.
@@ -397,6 +418,14 @@ impl Storage for SimStorage {
         let state = self.lock();
         let id = state.id_of(path)?;
         Ok(state.contents[&id].current.clone())
+    }
+
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn ReadFile>> {
+        let id = self.lock().id_of(path)?;
+        Ok(Box::new(SimReadFile {
+            state: Arc::clone(&self.state),
+            id,
+        }))
     }
 
     fn read_at(&self, path: &Path, offset: u64, buf: &mut [u8]) -> io::Result<usize> {

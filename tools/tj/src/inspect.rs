@@ -266,8 +266,10 @@ pub fn tail(args: TailArgs, quiet: bool) -> CmdResult {
     }
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    // A compaction removing a segment this loop has not reached yet ends it with
-    // `SeqNotRetained` naming the first seq not printed (exit 2): nothing is skipped silently.
+    // The reader holds open the segments ahead of it (a bounded window), so a compaction
+    // meanwhile does not cut this loop short; one that removes a segment past the window
+    // ends it with `SeqNotRetained` naming the first seq not printed (exit 2): nothing is
+    // skipped silently.
     for envelope in events {
         let mut line = serde_json::to_string(&event::to_json_line(&envelope?))?;
         line.push('\n');
