@@ -39,12 +39,10 @@
 #![warn(missing_docs)]
 
 pub mod check;
-pub mod compaction;
 mod error;
 pub mod event;
 #[cfg(feature = "follow")]
 pub mod follow;
-pub mod history;
 pub mod inspect;
 pub mod journal;
 pub mod model;
@@ -64,6 +62,7 @@ pub mod verify;
 pub mod testing;
 
 pub use compaction::CompactionPolicy;
+pub use snapshot::{compaction, history};
 pub use error::{Error, Result};
 pub use event::{Envelope, Event};
 pub use history::Target;
