@@ -56,13 +56,12 @@ pub mod snapshot;
 pub mod state;
 pub mod storage;
 mod store;
-mod typed_journal;
-pub mod verify;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod typed_journal;
+pub mod verify;
 
 pub use compaction::CompactionPolicy;
-pub use snapshot::{compaction, history};
 pub use error::{Error, Result};
 pub use event::{Envelope, Event};
 pub use history::Target;
@@ -77,6 +76,7 @@ pub use projection::{Checkpoint, Projection, replay_into};
 pub use projection::{FileProjection, FileProjectionOptions, MemoryProjection};
 #[cfg(feature = "sqlite")]
 pub use projection::{SqliteOptions, SqliteProjection};
+pub use snapshot::{compaction, history};
 pub use state::State;
 pub use store::{StoreOptions, TorrentStore};
 pub use typed_journal::Journal;

@@ -20,7 +20,6 @@ use crate::compaction::{self, CompactionPolicy};
 use crate::error::{Error, IoContext, Result};
 use crate::event::{Envelope, Event};
 use crate::journal::{JournalOptions, JournalReader, Receipt};
-use crate::typed_journal::{EventListener, Journal};
 use crate::model::{
     Clock, HookContext, InfoHash, MetricsSummary, SessionConfiguration, Timestamp, TorrentMetrics,
     TorrentState,
@@ -32,6 +31,7 @@ use crate::projection::{
 #[cfg(feature = "sqlite")]
 use crate::projection::{SqliteOptions, SqliteProjection};
 use crate::storage::Storage;
+use crate::typed_journal::{EventListener, Journal};
 
 /// Which projections a store keeps besides memory (always on), and how.
 #[derive(Debug, Clone)]

@@ -154,7 +154,10 @@ fn encode_all(events: &[Event]) -> Result<Vec<Vec<u8>>> {
 /// receipt, become envelopes.
 fn with_envelopes(mut listener: EventListener) -> CommitListener<Attached> {
     Box::new(move |appends: Vec<(Receipt, Attached)>| {
-        let count = appends.iter().map(|(receipt, _)| receipt.count).sum::<u64>();
+        let count = appends
+            .iter()
+            .map(|(receipt, _)| receipt.count)
+            .sum::<u64>();
         let mut envelopes = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
         for (receipt, events) in appends {
             assert_eq!(

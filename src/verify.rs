@@ -127,7 +127,10 @@ impl Visitor for VerifyReport {
 /// Names, in a damaged frame's or torn tail's problem, the torrents its `damaged` bytes seem
 /// to hold (other kinds cover no frame bytes to read).
 pub(crate) fn fill_affected_torrents(problem: &mut Problem, damaged: &[u8]) {
-    if matches!(problem.kind, ProblemKind::DamagedFrame | ProblemKind::TornTail) {
+    if matches!(
+        problem.kind,
+        ProblemKind::DamagedFrame | ProblemKind::TornTail
+    ) {
         problem.affected_torrents = affected_torrents(damaged);
     }
 }

@@ -48,6 +48,9 @@ fn no_journal_source_uses_a_higher_layer() {
             }
         }
     }
-    assert!(checked >= 9, "expected the journal's files, found {checked}");
+    assert!(
+        checked >= 9,
+        "expected the journal's files, found {checked}"
+    );
     assert!(offences.is_empty(), "{}", offences.join("\n"));
 }

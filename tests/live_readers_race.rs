@@ -128,7 +128,8 @@ fn run_phase(
         });
         scope.spawn(move || {
             looping("verify", &|| {
-                let report = torrent_journal::verify(&RealStorage, dir).map_err(|e| e.to_string())?;
+                let report =
+                    torrent_journal::verify(&RealStorage, dir).map_err(|e| e.to_string())?;
                 match report.has_damage() {
                     true => Err(format!("{:?}", report.problems)),
                     false => Ok(()),

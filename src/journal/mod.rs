@@ -227,7 +227,11 @@ pub(crate) struct OpenHooks<'a, A> {
 impl<A: Send + 'static> Log<A> {
     /// Opens the journal in store directory `dir`: takes the lock, recovers, starts the writer
     /// thread.
-    pub(crate) fn open(dir: &Path, options: JournalOptions, hooks: OpenHooks<'_, A>) -> Result<Self> {
+    pub(crate) fn open(
+        dir: &Path,
+        options: JournalOptions,
+        hooks: OpenHooks<'_, A>,
+    ) -> Result<Self> {
         let dir = dir.to_path_buf();
         let span = info_span!("journal_open", dir = %dir.display());
         let _entered = span.enter();
@@ -318,7 +322,11 @@ impl<A: Send + 'static> Log<A> {
     }
 
     /// Async form of [`Log::append`].
-    pub(crate) async fn append_async(&self, payloads: Vec<Vec<u8>>, attachment: A) -> Result<Receipt> {
+    pub(crate) async fn append_async(
+        &self,
+        payloads: Vec<Vec<u8>>,
+        attachment: A,
+    ) -> Result<Receipt> {
         let (message, rx) = self.request(payloads, attachment)?;
         self.shared
             .tx

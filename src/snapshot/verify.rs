@@ -28,7 +28,6 @@ pub struct SnapshotCheck {
     pub continues_journal: bool,
 }
 
-
 /// What one pass over the snapshots found.
 #[derive(Debug, Default)]
 pub(crate) struct Findings {

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use clap::Args;
 use torrent_journal::journal::{self, JournalReader, ProblemKind};
-use torrent_journal::verify::VerifyReport;
 use torrent_journal::storage::RealStorage;
+use torrent_journal::verify::VerifyReport;
 use torrent_journal::{event, inspect};
 
 use crate::CmdResult;
