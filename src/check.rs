@@ -33,7 +33,7 @@
 //! never written.
 //!
 //! The check takes the store directory's lock (a store must not be open), so what it compares
-//! cannot change under it. [`quick_drift_sqlite`] and [`quick_drift_files`] are the cheap
+//! cannot change under it. `quick_drift_sqlite` and `quick_drift_files` are the cheap
 //! variants the store runs at open when [`crate::StoreOptions::drift_check`] is on.
 
 use std::collections::BTreeMap;

@@ -99,6 +99,25 @@ pub enum Error {
         max_bytes: usize,
     },
 
+    /// The batch holding this append failed while being written or synced (the cause), so the
+    /// append was not acknowledged and its outcome is unknown: the bytes may have reached the
+    /// disk before the failure, and a reopen keeps every whole frame it finds. The events were
+    /// to be seqs `first_seq..first_seq + count`; after reopening, and before appending anything
+    /// else, [`JournalReader::appended`](crate::JournalReader::appended) says how many of them
+    /// the journal holds. The writer is poisoned until reopened.
+    #[error(
+        "append of seq {first_seq}..={} was not acknowledged (outcome unknown; reopen and ask          JournalReader::appended): {cause}",
+        .first_seq + .count - 1
+    )]
+    Unacknowledged {
+        /// The seq the append's first event was given.
+        first_seq: u64,
+        /// How many events the append held (consecutive seqs).
+        count: u64,
+        /// Why the batch failed (said in the message, not again as `source()`).
+        cause: Box<Error>,
+    },
+
     /// The writer saw a failed write or fsync and refuses further appends until reopened.
     #[error("journal writer is poisoned by an earlier I/O failure ({cause}); reopen the journal")]
     Poisoned {

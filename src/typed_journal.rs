@@ -81,9 +81,10 @@ impl Journal {
 
     /// Appends one event, blocking until it is committed. Returns its seq and commit time.
     ///
-    /// An error means the outcome is unknown: the bytes may have reached the disk before the
-    /// failure, and a reopen keeps every whole frame (see `docs/FORMAT.md`, "Durability and
-    /// recovery"); read the journal after reopening to find out.
+    /// A failed write or sync of the batch gives [`Error::Unacknowledged`]: the outcome is
+    /// unknown (the bytes may have reached the disk before the failure, and a reopen keeps every
+    /// whole frame; see `docs/FORMAT.md`, "Durability and recovery"). It names the seqs the
+    /// events were given: after reopening, [`JournalReader::appended`] says whether they landed.
     ///
     /// Blocks the calling thread: from async code use [`Journal::append_async`] (like tokio's
     /// own blocking calls, this panics on an async runtime's worker thread).
@@ -190,6 +191,28 @@ impl RawFrame {
 }
 
 impl JournalReader {
+    /// How many of `events` the journal holds at seqs `first_seq..`, counted from the first:
+    /// the answer to an append that failed with [`Error::Unacknowledged`] (whose `first_seq` it
+    /// takes). Recovery keeps whole frames in order, so what landed is a prefix of the append.
+    ///
+    /// Ask after reopening the journal and before appending anything else: a lost append's
+    /// seqs are given to the next events. (An equal event appended there since would count as
+    /// landed — true of its content, which is what a retry needs to know.)
+    pub fn appended(&self, first_seq: u64, events: &[Event]) -> Result<usize> {
+        let head = self.head()?.map_or(0, |(seq, _)| seq);
+        if events.is_empty() || first_seq > head {
+            return Ok(0);
+        }
+        let mut landed = 0;
+        for (envelope, event) in self.events(first_seq)?.zip(events) {
+            if envelope?.event != *event {
+                break;
+            }
+            landed += 1;
+        }
+        Ok(landed)
+    }
+
     /// Events with seq ≥ `from_seq`, decoded, in seq order.
     pub fn events(&self, from_seq: u64) -> Result<impl Iterator<Item = Result<Envelope>>> {
         Ok(self

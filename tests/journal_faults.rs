@@ -64,6 +64,14 @@ fn assert_no_failures(failures: &[String], tried: usize, what: &str) {
     );
 }
 
+/// How many of the events of a failed append at `first_seq` the journal holds.
+fn appended(storage: &SimStorage, first_seq: u64, event: &torrent_journal::Event) -> usize {
+    JournalReader::with_storage(Arc::new(storage.clone()), SIM_DIR)
+        .unwrap()
+        .appended(first_seq, std::slice::from_ref(event))
+        .unwrap()
+}
+
 fn assert_poisoned(result: torrent_journal::Result<torrent_journal::Receipt>) {
     match result {
         Err(err @ Error::Poisoned { .. }) => {
@@ -91,23 +99,37 @@ fn fault_on_fourth_append(op: OpKind, kind: FaultKind, ops_before: u64) -> (SimS
     (storage, journal)
 }
 
-/// Checks the failed append is an Io error from `op_name` carrying the OS error `errno`, and
-/// the writer is poisoned afterwards (single and batched appends alike).
+/// Checks the failed append is unacknowledged, names seq 4 (the seq its event was given) and
+/// an Io error from `op_name` carrying the OS error `errno`, and the writer is poisoned
+/// afterwards (single and batched appends alike).
 fn assert_failed_then_poisoned(journal: &Journal, op_name: &str, errno: i32) {
     let expected = std::io::Error::from_raw_os_error(errno);
     match journal.append(&small_event(4)) {
-        Err(err @ Error::Io { .. }) => {
+        Err(
+            err @ Error::Unacknowledged {
+                first_seq: 4,
+                count: 1,
+                ..
+            },
+        ) => {
             // The OS error is said once: in the message, not again as the error's source
             // (an error chain printed by `tj` would repeat it).
             let message = err.to_string();
             let said = message.matches(&format!("os error {errno}")).count();
             assert_eq!(said, 1, "{message}");
+            assert!(
+                message.contains("seq 4..=4 was not acknowledged"),
+                "{message}"
+            );
             assert!(std::error::Error::source(&err).is_none(), "{message}");
+            let Error::Unacknowledged { cause, .. } = err else {
+                unreachable!()
+            };
             let Error::Io {
                 op, cause: source, ..
-            } = err
+            } = *cause
             else {
-                unreachable!()
+                panic!("expected an Io cause from {op_name}, got {cause:?}")
             };
             assert_eq!(op, op_name);
             assert_eq!(source.kind(), expected.kind(), "{source}");
@@ -116,7 +138,7 @@ fn assert_failed_then_poisoned(journal: &Journal, op_name: &str, errno: i32) {
                 "{source}"
             );
         }
-        other => panic!("expected an Io error from {op_name}, got {other:?}"),
+        other => panic!("expected seq 4 unacknowledged by {op_name}, got {other:?}"),
     }
     assert_poisoned(journal.append(&small_event(5)));
     assert_poisoned(journal.append_all(&[small_event(6), small_event(7)]));
@@ -133,8 +155,14 @@ fn a_failed_fdatasync_fails_the_append_and_poisons_until_reopened() {
     // The failed batch's bytes were written (only its durability is unknown), so it may be
     // there after a reopen; every acknowledged event must be.
     let reopened = open(&storage).unwrap();
+    let landed = appended(&storage, 4, &small_event(4));
     let next = reopened.append(&small_event(8)).unwrap().first_seq;
     assert!(next == 4 || next == 5, "next seq {next}");
+    assert_eq!(
+        landed,
+        usize::from(next == 5),
+        "the lookup agrees with the journal"
+    );
     reopened.close().unwrap();
     let m = assert_holds_acked(&storage, &[1, 2, 3, next], "after reopen");
     assert_eq!(m, next);
@@ -158,7 +186,11 @@ fn a_failed_write_fails_the_append_and_poisons_until_reopened() {
 
     let reopened = open(&storage).unwrap();
     // The simulated write failed before any byte landed, so seq 4 is free again.
+    assert_eq!(appended(&storage, 4, &small_event(4)), 0);
     assert_eq!(reopened.append(&small_event(8)).unwrap().first_seq, 4);
+    // Once seq 4 holds another event, the lookup still says the failed one is not there.
+    assert_eq!(appended(&storage, 4, &small_event(4)), 0);
+    assert_eq!(appended(&storage, 4, &small_event(8)), 1);
     reopened.close().unwrap();
     assert_eq!(seqs_of(&storage), [1, 2, 3, 4]);
 }
@@ -201,7 +233,7 @@ fn workload_with_reopens(storage: &SimStorage, events: u64) -> (Vec<u64>, u32) {
             Ok(receipt) => acked.push(receipt.first_seq),
             Err(err) => {
                 assert!(
-                    matches!(err, Error::Io { .. } | Error::Poisoned { .. }),
+                    matches!(err, Error::Unacknowledged { .. } | Error::Poisoned { .. }),
                     "{err:?}"
                 );
                 failures += 1;

@@ -5,13 +5,13 @@
 //! snapshot path). proptest generates the events from a small set of
 //! info hashes so that events collide on the same torrents.
 
+mod common;
+
 use std::sync::Arc;
 
+use common::generators::{arb_event, envelopes};
 use proptest::prelude::*;
-use torrent_journal::event::{Envelope, Event, HookRecord};
-use torrent_journal::model::{
-    HookEvent, InfoHash, MetaInfo, SessionConfiguration, Timestamp, TorrentMetrics, TorrentState,
-};
+use torrent_journal::event::Envelope;
 use torrent_journal::projection::{
     FileProjection, FileProjectionOptions, FileView, MemoryProjection, Projection, SqliteOptions,
     SqliteProjection,
@@ -19,81 +19,8 @@ use torrent_journal::projection::{
 use torrent_journal::state::State;
 use torrent_journal::storage::SimStorage;
 
-const BASE_NANOS: i64 = 1_700_000_000_000_000_000;
-
-fn hash(n: u8) -> InfoHash {
-    if n == 3 {
-        InfoHash::V2([n; 32]) // one v2 hash in the mix
-    } else {
-        InfoHash::V1([n; 20])
-    }
-}
-
-prop_compose! {
-    fn arb_torrent()(n in 0u8..4, done in 0u32..=100, meta in any::<bool>(), files in any::<bool>(),
-                     error in proptest::option::of("[a-z ]{1,12}"), status in 0i64..7) -> TorrentState {
-        let mut t = TorrentState::sample(hash(n), &format!("t{n}"), Timestamp::from_unix_nanos(BASE_NANOS));
-        t.percent_done = f64::from(done) / 100.0;
-        t.status = status;
-        t.error = error;
-        if meta {
-            t.meta_info = Some(MetaInfo::new(format!("d4:infod4:name2:t{n}ee").into_bytes()));
-        }
-        if !files {
-            t.files.clear();
-            t.priorities.clear();
-            t.wanted.clear();
-        }
-        t
-    }
-}
-
-fn arb_hook_event() -> impl Strategy<Value = HookEvent> {
-    prop::sample::select(HookEvent::ALL.to_vec())
-}
-
-fn arb_event() -> impl Strategy<Value = Event> {
-    prop_oneof![
-        4 => (arb_hook_event(), arb_torrent(), proptest::option::of("[a-z]{1,8}")).prop_map(|(event, torrent, err)| {
-            let mut data = serde_json::Map::new();
-            if let Some(err) = err {
-                data.insert("error".into(), err.into());
-            }
-            Event::Hook(HookRecord { event, torrent: Box::new(torrent), data, timestamp: Timestamp::from_unix_nanos(BASE_NANOS) })
-        }),
-        2 => arb_torrent().prop_map(|t| Event::TorrentSaved { torrent: Box::new(t) }),
-        1 => prop::collection::vec(arb_torrent(), 1..4).prop_map(|torrents| Event::TorrentsSaved { torrents }),
-        1 => (0u8..4).prop_map(|n| Event::TorrentDeleted { info_hash: hash(n) }),
-        1 => (1i64..60_000).prop_map(|port| Event::SessionConfigSaved {
-            config: Box::new(SessionConfiguration { peer_port: port, ..SessionConfiguration::sample() }),
-        }),
-        2 => prop::collection::vec((0u8..5, 0i64..100), 1..4).prop_map(|samples| Event::MetricsRecorded {
-            samples: samples.into_iter().map(|(n, secs)| TorrentMetrics {
-                info_hash: hash(n),
-                timestamp: Timestamp::from_unix_nanos(BASE_NANOS + secs * 1_000_000_000),
-                downloaded: secs * 1000,
-                ..TorrentMetrics::default()
-            }).collect(),
-        }),
-        1 => (0i64..100).prop_map(|secs| Event::MetricsPurged {
-            older_than: Timestamp::from_unix_nanos(BASE_NANOS + secs * 1_000_000_000),
-        }),
-    ]
-}
-
-fn envelopes(events: Vec<Event>) -> Vec<Envelope> {
-    events
-        .into_iter()
-        .enumerate()
-        .map(|(i, e)| {
-            Envelope::new(
-                i as u64 + 1,
-                Timestamp::from_unix_nanos(BASE_NANOS + i as i64),
-                e,
-            )
-        })
-        .collect()
-}
+/// How many info hashes the generated events share.
+const HASHES: u8 = 4;
 
 /// Splits `envelopes` at the given cut points (sorted, deduplicated, in range).
 fn batches(envelopes: &[Envelope], mut cuts: Vec<usize>) -> Vec<&[Envelope]> {
@@ -142,7 +69,7 @@ proptest! {
 
     #[test]
     fn every_projection_equals_the_reducer(
-        events in prop::collection::vec(arb_event(), 1..40),
+        events in prop::collection::vec(arb_event(HASHES), 1..40),
         cuts in prop::collection::vec(0usize..40, 0..6),
     ) {
         let envelopes = envelopes(events);

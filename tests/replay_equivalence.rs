@@ -7,95 +7,23 @@
 //! exactly as the decoder + reducer would, long runs of amends stay exact, a surviving payload
 //! that does not decode and a sequence break are errors.
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use common::generators::{BASE_NANOS, arb_event, envelopes, hash};
 use proptest::prelude::*;
 use torrent_journal::event::{self, Envelope, Event, HookRecord};
 use torrent_journal::journal::RawFrame;
-use torrent_journal::model::{
-    HookEvent, InfoHash, MetaInfo, SessionConfiguration, Timestamp, TorrentMetrics, TorrentState,
-};
+use torrent_journal::model::{HookEvent, InfoHash, Timestamp, TorrentMetrics, TorrentState};
 use torrent_journal::projection::{self, MemoryProjection};
 use torrent_journal::replay::{Peek, fold_frames, fold_frames_with_progress, peek};
 use torrent_journal::state::{self, Effect, State};
 use torrent_journal::{Durability, Error, Journal, JournalOptions, JournalReader};
 
-const BASE_NANOS: i64 = 1_700_000_000_000_000_000;
-
-fn hash(n: u8) -> InfoHash {
-    if n == 3 {
-        InfoHash::V2([n; 32]) // one v2 hash in the mix
-    } else {
-        InfoHash::V1([n; 20])
-    }
-}
-
-prop_compose! {
-    fn arb_torrent()(n in 0u8..5, done in 0u32..=100, meta in any::<bool>(), files in any::<bool>(),
-                     error in proptest::option::of("[a-z ]{1,12}"), status in 0i64..7) -> TorrentState {
-        let mut t = TorrentState::sample(hash(n), &format!("t{n}"), Timestamp::from_unix_nanos(BASE_NANOS));
-        t.percent_done = f64::from(done) / 100.0;
-        t.status = status;
-        t.error = error;
-        if meta {
-            t.meta_info = Some(MetaInfo::new(format!("d4:infod4:name2:t{n}ee").into_bytes()));
-        }
-        if !files {
-            t.files.clear();
-            t.priorities.clear();
-            t.wanted.clear();
-        }
-        t
-    }
-}
-
-fn arb_hook_event() -> impl Strategy<Value = HookEvent> {
-    prop::sample::select(HookEvent::ALL.to_vec())
-}
-
-fn arb_event() -> impl Strategy<Value = Event> {
-    prop_oneof![
-        5 => (arb_hook_event(), arb_torrent(), proptest::option::of("[a-z]{1,8}")).prop_map(|(event, torrent, err)| {
-            let mut data = serde_json::Map::new();
-            if let Some(err) = err {
-                data.insert("error".into(), err.into());
-            }
-            Event::Hook(HookRecord { event, torrent: Box::new(torrent), data, timestamp: Timestamp::from_unix_nanos(BASE_NANOS) })
-        }),
-        2 => arb_torrent().prop_map(|t| Event::TorrentSaved { torrent: Box::new(t) }),
-        1 => prop::collection::vec(arb_torrent(), 1..4).prop_map(|torrents| Event::TorrentsSaved { torrents }),
-        1 => (0u8..5).prop_map(|n| Event::TorrentDeleted { info_hash: hash(n) }),
-        1 => (1i64..60_000).prop_map(|port| Event::SessionConfigSaved {
-            config: Box::new(SessionConfiguration { peer_port: port, ..SessionConfiguration::sample() }),
-        }),
-        3 => prop::collection::vec((0u8..6, 0i64..100), 1..4).prop_map(|samples| Event::MetricsRecorded {
-            samples: samples.into_iter().map(|(n, secs)| TorrentMetrics {
-                info_hash: hash(n),
-                timestamp: Timestamp::from_unix_nanos(BASE_NANOS + secs * 1_000_000_000),
-                downloaded: secs * 1000,
-                ..TorrentMetrics::default()
-            }).collect(),
-        }),
-        1 => (0i64..100).prop_map(|secs| Event::MetricsPurged {
-            older_than: Timestamp::from_unix_nanos(BASE_NANOS + secs * 1_000_000_000),
-        }),
-    ]
-}
-
-fn envelopes(events: Vec<Event>) -> Vec<Envelope> {
-    events
-        .into_iter()
-        .enumerate()
-        .map(|(i, e)| {
-            Envelope::new(
-                i as u64 + 1,
-                Timestamp::from_unix_nanos(BASE_NANOS + i as i64),
-                e,
-            )
-        })
-        .collect()
-}
+/// How many info hashes the generated events share.
+const HASHES: u8 = 5;
 
 /// The frames a journal would hold for `envelopes` (payloads exactly as `encode` writes them).
 fn frames(envelopes: &[Envelope]) -> Vec<RawFrame> {
@@ -131,7 +59,7 @@ proptest! {
 
     #[test]
     fn fast_replay_equals_the_reducer(
-        events in prop::collection::vec(arb_event(), 0..60),
+        events in prop::collection::vec(arb_event(HASHES), 0..60),
         cut in 0usize..60,
     ) {
         let envelopes = envelopes(events);
@@ -148,7 +76,7 @@ proptest! {
     }
 
     #[test]
-    fn peek_agrees_with_decode_and_reducer(event in arb_event()) {
+    fn peek_agrees_with_decode_and_reducer(event in arb_event(HASHES)) {
         let payload = event::encode(&event).unwrap();
         match (peek(&payload), expected_peek(&event)) {
             (Peek::Torrent(effect, h), Some(expected)) => prop_assert_eq!((effect, h), expected),

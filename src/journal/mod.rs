@@ -155,7 +155,7 @@ pub struct JournalOptions {
     /// The source of commit times.
     pub clock: Arc<dyn Clock>,
     /// The segment format version of segments this writer creates: the current one
-    /// ([`segment::FORMAT_VERSION`]) by default, or 1 for a journal that builds reading only
+    /// (`FORMAT_VERSION`, 2) by default, or 1 for a journal that builds reading only
     /// version 1 must still open (version 1 cannot mark batches, so recovery cannot tell a
     /// batch torn by a power cut from damage; see `docs/FORMAT.md`). An existing active
     /// segment keeps its own version until the writer rotates.

@@ -184,9 +184,10 @@ pub struct Frames {
 }
 
 /// How many segments a [`Frames`] keeps open ahead of the one it reads: each holds a file
-/// descriptor, so the window is bounded; a compaction can only disturb a read that is more
-/// than this many segments behind the journal's start.
-const OPEN_AHEAD_SEGMENTS: usize = 64;
+/// descriptor (256 stays well inside the usual 1024 soft limit), so the window is bounded; a
+/// compaction can only cut short a read that still has more than this many segments to go,
+/// and then with [`Error::SeqNotRetained`] naming the first seq not read.
+const OPEN_AHEAD_SEGMENTS: usize = 256;
 
 impl Frames {
     /// Opens the segments of the window from `first` that are not open yet, stopping at the

@@ -273,8 +273,17 @@ impl<A> Writer<A> {
                 error!(error = %err, "journal write failed; the writer is poisoned until reopened");
                 let cause = err.to_string();
                 self.poisoned = Some(cause.clone());
+                // Each appender learns the seqs its events were given, to look them up after
+                // a reopen: the bytes may have reached the disk before the failure.
+                let mut seq = first_seq;
                 for request in batch {
-                    let _ = request.reply.send(Err(replicate(&err)));
+                    let count = request.payloads.len() as u64;
+                    let _ = request.reply.send(Err(Error::Unacknowledged {
+                        first_seq: seq,
+                        count,
+                        cause: Box::new(replicate(&err)),
+                    }));
+                    seq += count;
                 }
             }
         }

@@ -26,7 +26,8 @@ pub enum InfoHash {
 /// Lowercase hex digits.
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// `"000102…ff"`: two lowercase hex digits for every byte value.
+/// `"000102…ff"`: two lowercase hex digits for every byte value, so [`InfoHash::shard_prefix`]
+/// can hand out a `&'static str` (the file projection asks for one per torrent file).
 const HEX_PAIRS: [u8; 512] = {
     let mut table = [0u8; 512];
     let mut i = 0;
@@ -91,7 +92,7 @@ impl InfoHash {
             Ok(InfoHash::V2(v2))
         } else {
             Err(Error::InvalidInfoHash {
-                input: truncate_for_echo(&hex_of(bytes)),
+                input: truncate_for_echo(&hex::encode(bytes)),
                 reason: format!("expected 20 or 32 bytes, got {}", bytes.len()),
             })
         }
@@ -112,7 +113,7 @@ impl InfoHash {
 
     /// Lowercase hex (40 or 64 characters).
     pub fn to_hex(&self) -> String {
-        hex_of(self.as_bytes())
+        hex::encode(self.as_bytes())
     }
 
     /// The first two lowercase hex characters (the first byte), e.g. for sharding directories.
@@ -139,15 +140,6 @@ fn truncate_for_echo(input: &str) -> String {
         s.push('…');
         s
     }
-}
-
-fn hex_of(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        s.push(char::from(HEX[usize::from(b >> 4)]));
-        s.push(char::from(HEX[usize::from(b & 0xf)]));
-    }
-    s
 }
 
 impl FromStr for InfoHash {

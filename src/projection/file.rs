@@ -30,7 +30,7 @@
 //! 1. **metadata files**: each written to `<file>.tmp`, fsynced, renamed over `<file>`; removed
 //!    ones deleted; then every touched metadata directory fsynced once;
 //! 2. **torrent files and `session.json`**: the same, then every touched directory fsynced once;
-//! 3. **`checkpoint.json`**, last, by [`write_atomic`].
+//! 3. **`checkpoint.json`**, last, by `write_atomic`.
 //!
 //! # Why a crash at any point is harmless
 //!

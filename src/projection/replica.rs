@@ -79,7 +79,7 @@ pub struct Resync {
     pub at: Timestamp,
 }
 
-/// A disk projection kept as a replica of a journal; see the [module docs](self).
+/// A disk projection kept as a replica of a journal.
 pub struct Replica {
     projection: Box<dyn Projection>,
 }

@@ -37,7 +37,7 @@
 //! sort with Go's). Each migration runs in its own transaction that also bumps `user_version`; a database newer than
 //! this build is refused with [`Error::UnsupportedVersion`], a file that is not a SQLite
 //! database (or a damaged one) with [`Error::ProjectionDamaged`] (see [`is_not_a_database`]) —
-//! the caller sets it aside and rebuilds (the store does: see [`crate::store`]).
+//! the caller sets it aside and rebuilds (the store does: see `TorrentStore::open`).
 //!
 //! A database adopted from the Go code keeps its rows but starts at checkpoint 0: those rows
 //! are not from the journal, and replaying the journal writes over them (torrents the journal
@@ -1208,15 +1208,7 @@ fn render_value(value: ValueRef<'_>) -> String {
         ValueRef::Integer(i) => i.to_string(),
         ValueRef::Real(f) => format!("{f:?}"),
         ValueRef::Text(t) => format!("{:?}", String::from_utf8_lossy(t)),
-        ValueRef::Blob(b) => {
-            let mut hex = String::with_capacity(3 + 2 * b.len());
-            hex.push_str("x'");
-            for byte in b {
-                let _ = write!(hex, "{byte:02x}");
-            }
-            hex.push('\'');
-            hex
-        }
+        ValueRef::Blob(b) => format!("x'{}'", hex::encode(b)),
     }
 }
 

@@ -202,7 +202,7 @@ pub fn compacted_meanwhile(err: &Error) -> bool {
 }
 
 /// Runs `read` (which must plan from the layout it lists itself) again when a concurrent
-/// compaction moved the journal's start under it, up to [`COMPACTED_RETRIES`] times; then
+/// compaction moved the journal's start under it, up to `COMPACTED_RETRIES` (32) times; then
 /// returns its last error, which names what is no longer retained.
 pub fn retry_if_compacted<T>(mut read: impl FnMut() -> Result<T>) -> Result<T> {
     let mut retries = 0;

@@ -111,7 +111,12 @@ fn snapshot_problem(
         }
         Ok(body) => body,
     };
-    if let Some(last) = last_seq.filter(|&last| body.seq() > last) {
+    // Beside a live writer the walk's last seq is already old: a compaction may since have
+    // snapshotted events written after the walk passed. Only beyond the journal as it is now
+    // is a snapshot wrong.
+    if let Some(last) = last_seq.filter(|&last| body.seq() > last)
+        && last_seq_now(storage, segments).is_none_or(|now| body.seq() > now)
+    {
         let detail = format!(
             "the snapshot is at seq {}, beyond the journal's last event (seq {last})",
             body.seq()
@@ -148,6 +153,19 @@ fn no_continuing_snapshot(dir: &Path, first: u64) -> Problem {
         damaged_bytes: 0,
         affected_torrents: Vec::new(),
     }
+}
+
+/// The journal's last intact seq as the segments read now (the last one listed may have grown
+/// and a newer one may exist), or `None` when it cannot be read.
+fn last_seq_now(storage: &dyn Storage, listed: &[SegmentInfo]) -> Option<u64> {
+    let journal_dir = listed.first().and_then(|s| s.path.parent())?;
+    let segments = recovery::list_segments(storage, journal_dir).ok()?;
+    segments.iter().rev().find_map(|info| {
+        let bytes = storage.read_file(&info.path).ok()?;
+        Scan::new(&bytes, info.first_seq)
+            .last()
+            .map(|found| found.frame.seq)
+    })
 }
 
 /// The commit time of the journal's event `seq`, if a segment still holds it intact.

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: small events, journals on simulated storage.
 #![allow(dead_code)]
 
+pub mod generators;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -145,6 +145,7 @@ fn exit_code(error: &torrent_journal::Error) -> u8 {
         | Error::Locked { .. }
         | Error::CompactionRunning { .. }
         | Error::Poisoned { .. }
+        | Error::Unacknowledged { .. }
         | Error::Closed => 3,
         // Errors a newer library adds (the enum is non-exhaustive): "any other failure".
         _ => 3,

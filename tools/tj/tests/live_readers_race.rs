@@ -82,10 +82,7 @@ fn tj_commands_beside_a_live_writer_report_no_false_damage() {
     let restore_into = format!("sqlite:{}", tmp.path().join("restored.db").display());
     let dir_ref: &Path = &dir;
     let commands: Vec<(&str, ArgsFn)> = vec![
-        (
-            "verify",
-            Box::new(|| vec!["-q".into(), "verify".into(), d.into()]),
-        ),
+        ("verify", Box::new(|| vec!["verify".into(), d.into()])),
         (
             "export",
             Box::new(|| vec!["-q".into(), "export".into(), d.into()]),
