@@ -217,10 +217,10 @@ struct Shared<A> {
 pub(crate) struct OpenHooks<'a, A> {
     /// Sees every committed append (see [`CommitListener`]).
     pub listener: Option<CommitListener<A>>,
-    /// The earliest commit time the writer may give, read under the writer's lock after
-    /// recovery (store directory, storage): commit times must not go back before what the
-    /// journal's events once said, and after a compaction the retained segments may hold no
-    /// event at all — the layer that owns snapshots knows the newest one's time.
+    /// The earliest commit time the writer may give, asked (with the storage and the store
+    /// directory) under the writer's lock after recovery: commit times must not go back before
+    /// what the journal's events once said, and after a compaction the retained segments may
+    /// hold no event at all — the layer that owns snapshots knows the newest one's time.
     pub commit_time_floor: &'a dyn Fn(&dyn Storage, &Path) -> Option<Timestamp>,
 }
 
