@@ -19,6 +19,7 @@
 // writer's lock only, and the test kit (`testing::format`) exposes the layouts for damage tests.
 pub(crate) mod durable;
 pub(crate) mod frame;
+pub(crate) mod judge;
 pub(crate) mod reader;
 pub(crate) mod recovery;
 pub(crate) mod segment;

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::judge::Place;
 use super::recovery::{self, Ending, SegmentInfo};
 use super::segment::{self, SEGMENT_HEADER_BYTES, Scan};
 use crate::error::{Error, IoContext, Result};
@@ -329,17 +330,20 @@ impl Frames {
             return Ok(None);
         };
         let last_seq = loaded.expected_seq - 1;
-        let next_seq = loaded.expected_seq;
-        match recovery::judge(&loaded.path, &loaded.bytes, &stop, is_last, last_seq) {
-            Ok(Ending::Clean { .. } | Ending::TornTail { .. }) => Ok(None),
-            Err(err) if is_last && loaded.durable_seq.is_some_and(|d| d < next_seq) => {
-                // The writer overwrites a preallocated segment's zeros in place; a read racing
-                // that copy can see a later frame before an earlier one is complete. Past the
-                // published durable position that is a write in progress, not damage.
-                tracing::debug!(error = %err, "unfinished write at the tail; stopping there");
+        let place = if is_last {
+            Place::Last {
+                durable_seq: loaded.durable_seq,
+                live_writer: true,
+            }
+        } else {
+            Place::Sealed
+        };
+        match recovery::judge(&loaded.path, &loaded.bytes, &stop, place, last_seq)? {
+            Ending::Clean { .. } | Ending::TornTail { .. } => Ok(None),
+            Ending::InProgress { offset } => {
+                tracing::debug!(offset, "unfinished write at the tail; stopping there");
                 Ok(None)
             }
-            Err(err) => Err(err),
         }
     }
 

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use tracing::warn;
 
 use super::frame::{self, FrameError};
+use super::judge::{self, Place, Verdict};
 use super::segment::{self, Damage, Scan, SegmentHeader, Stop};
 use crate::error::{Error, IoContext, Result};
 use crate::storage::{self, Storage};
@@ -128,38 +129,47 @@ pub fn damage_error(
 pub enum Ending {
     /// The data ends cleanly at this offset.
     Clean { offset: usize },
-    /// Damage in the last segment followed by no later batch: a torn final write.
+    /// Damage in the last segment followed by no later batch, past the durable position: a
+    /// torn final write.
     TornTail { offset: usize },
+    /// Bytes a live writer may still be writing (see [`Verdict::InProgress`]).
+    InProgress { offset: usize },
 }
 
-/// Judges a finished scan of a whole segment (`buf`, header included). `is_last` is whether
-/// this is the journal's last segment; `last_seq` is the seq of the last valid frame before the
-/// stop. Damage is a torn tail only in the last segment and only when no valid frame after it
-/// starts a later batch ([`segment::later_batch_after`]); the durable position bounds it further
-/// (the callers check that).
-pub fn judge(path: &Path, buf: &[u8], stop: &Stop, is_last: bool, last_seq: u64) -> Result<Ending> {
-    match stop {
-        Stop::Clean { offset } => Ok(Ending::Clean { offset: *offset }),
-        Stop::Damaged { offset, damage } => {
-            // A whole, checksummed frame with the wrong seq is never a torn write (a torn write
-            // leaves bytes that fail their checksum): it is damage wherever it is. Otherwise the
-            // frame at `offset` is invalid, so the search for a later batch starts after it (from
-            // `offset` or `offset - 1` would find the same: mutation testing's equivalents).
-            let torn_possible = is_last && !matches!(damage, Damage::SeqBreak { .. });
-            let marks = segment::buf_marks_batches(buf);
-            let later = segment::later_batch_after(buf, offset + 1, last_seq, marks);
-            if torn_possible && later.is_none() {
-                Ok(Ending::TornTail { offset: *offset })
-            } else {
-                Err(damage_error(
-                    path,
-                    &buf[*offset..],
-                    *offset as u64,
-                    damage,
-                    Some(last_seq + 1),
-                ))
-            }
+/// Judges a finished scan of a whole segment (`buf`, header included) with the policy `place`
+/// ([`judge::judge`], the one torn-tail rule); `last_seq` is the seq of the last valid frame
+/// before the stop. Damage and acknowledged events lost are errors naming segment, offset and
+/// seq.
+pub fn judge(path: &Path, buf: &[u8], stop: &Stop, place: Place, last_seq: u64) -> Result<Ending> {
+    let (offset, damage) = match stop {
+        Stop::Clean { offset } => return Ok(Ending::Clean { offset: *offset }),
+        Stop::Damaged { offset, damage } => (*offset, damage),
+    };
+    let marks = segment::buf_marks_batches(buf);
+    match judge::judge(buf, offset, damage, last_seq, marks, place) {
+        Verdict::TornTail => Ok(Ending::TornTail { offset }),
+        Verdict::InProgress => Ok(Ending::InProgress { offset }),
+        Verdict::LostAcknowledged => {
+            let durable_seq = match place {
+                Place::Last { durable_seq, .. } => durable_seq.unwrap_or(0),
+                Place::Sealed => 0,
+            };
+            let reason = damage.to_string();
+            Err(lost_durable_events(
+                path,
+                offset,
+                last_seq,
+                durable_seq,
+                &reason,
+            ))
         }
+        Verdict::Damage => Err(damage_error(
+            path,
+            &buf[offset..],
+            offset as u64,
+            damage,
+            Some(last_seq + 1),
+        )),
     }
 }
 
@@ -284,7 +294,16 @@ fn recover_segment(
         .stop()
         .cloned()
         .unwrap_or(Stop::Clean { offset: buf.len() });
-    let ending = judge(&info.path, &buf, &stop, is_last, next_seq.saturating_sub(1))?;
+    let place = if is_last {
+        // Recovery holds the writer's lock: nobody is writing.
+        Place::Last {
+            durable_seq: Some(durable_seq),
+            live_writer: false,
+        }
+    } else {
+        Place::Sealed
+    };
+    let ending = judge(&info.path, &buf, &stop, place, next_seq.saturating_sub(1))?;
     if is_last && next_seq <= durable_seq {
         let (offset, reason) = match &stop {
             Stop::Clean { offset } => (*offset, "the data ends there".to_owned()),
@@ -298,6 +317,11 @@ fn recover_segment(
         Ending::TornTail { offset } => {
             cut_torn_tail(storage, &info.path, &buf, offset)?;
             offset
+        }
+        Ending::InProgress { .. } => {
+            return Err(Error::Internal {
+                what: "recovery judged a write in progress without a live writer".into(),
+            });
         }
     };
     if is_last && end < buf.len() && matches!(ending, Ending::Clean { .. }) {

@@ -22,8 +22,9 @@ use crate::journal::durable;
 use crate::journal::frame::{
     self, FRAME_HEADER_BYTES, FrameError, FrameRef, MAX_FRAME_PAYLOAD_BYTES,
 };
+use crate::journal::judge::{self, Place, Verdict};
 use crate::journal::recovery::{self, SegmentInfo};
-use crate::journal::segment::{self, Damage, SEGMENT_HEADER_BYTES, Scan, SegmentHeader, Stop};
+use crate::journal::segment::{Damage, SEGMENT_HEADER_BYTES, Scan, SegmentHeader, Stop};
 use crate::storage::Storage;
 
 /// One verified frame handed to the caller, and where it starts.
@@ -442,17 +443,23 @@ impl Tail {
         durable: Option<u64>,
         delivered: bool,
     ) -> Result<TailStep> {
+        let place = Place::Last {
+            durable_seq: durable,
+            live_writer: true,
+        };
         let after_seq = cursor.seq - 1;
-        // The durable position covers it: its bytes were complete before we read them.
-        let covered = durable.is_some_and(|d| d >= cursor.seq);
-        // A later batch after it is damage in the middle of the log — unless the writer may
-        // still be writing both: it overwrites the zero padding of a preallocated segment in
-        // place, and a read racing that copy can see a later page written before an earlier
-        // one. Then only the durable position (which will cover it) or sealing decides.
-        let may_be_in_progress = durable.is_some_and(|d| d < cursor.seq);
-        let later =
-            segment::later_batch_after(&self.buf[..n], pos + 1, after_seq, cursor.marks_batches);
-        if covered || (later.is_some() && !may_be_in_progress) {
+        let verdict = judge::judge(
+            &self.buf[..n],
+            pos,
+            &damage,
+            after_seq,
+            cursor.marks_batches,
+            place,
+        );
+        // Covered by the durable position (its bytes were complete before we read them), or
+        // before a later batch no live write explains: damage. A torn tail or a write in
+        // progress is decided by sealing or the durable position moving past it.
+        if matches!(verdict, Verdict::Damage | Verdict::LostAcknowledged) {
             return Err(damage_error(&cursor, &self.buf[pos..n], &damage));
         }
         if self.is_sealed(&cursor)? {

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::frame::{self, FrameRef};
+use super::judge::{self, Place, Verdict};
 use super::recovery::{self, SegmentInfo};
 use super::segment::{self, Damage, SEGMENT_HEADER_BYTES, Scan, SegmentHeader, Stop};
 use crate::error::Result;
@@ -320,11 +321,16 @@ impl SegmentWalk<'_, '_> {
             return Some((offset, found));
         }
         let after_seq = next_seq - 1;
-        let later = segment::later_batch_after(bytes, offset + 1, after_seq, marks_batches);
-        let past_durable = self
-            .durable_tail
-            .is_some_and(|durable_seq| next_seq > durable_seq);
-        if later.is_none() && past_durable {
+        let place = match self.durable_tail {
+            // Verify re-reads damage a live writer may explain on its own (see `walk`).
+            Some(durable_seq) => Place::Last {
+                durable_seq: Some(durable_seq),
+                live_writer: false,
+            },
+            None => Place::Sealed,
+        };
+        let verdict = judge::judge(bytes, offset, damage, after_seq, marks_batches, place);
+        if verdict == Verdict::TornTail {
             // A torn final write: what follows (if anything) is of the same unacknowledged batch.
             let end = bytes
                 .iter()

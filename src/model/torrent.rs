@@ -559,40 +559,8 @@ impl TorrentState {
     /// `added`. Everything derives from the arguments; no metainfo. Test kit (`testing` feature).
     #[cfg(any(test, feature = "testing"))]
     pub fn sample(info_hash: InfoHash, name: &str, added: Timestamp) -> TorrentState {
-        const PIECE: i64 = 256 * 1024;
-        let seed = i64::from(info_hash.as_bytes()[0]);
-        let specs: [(&str, i64, i64, bool); 5] = [
-            ("disc1.iso", 700 * 1024 * 1024, 0, true),
-            ("disc2.iso", 650 * 1024 * 1024, 0, true),
-            ("README.txt", 4_096 + seed, 1, true),
-            ("checksums.sha256", 512, 1, true),
-            ("extras/artwork.zip", 12 * 1024 * 1024, -1, false),
-        ];
-        let files: Vec<FileInfo> = specs
-            .iter()
-            .enumerate()
-            .map(|(i, &(file, length, priority, wanted))| FileInfo {
-                name: format!("{name}/{file}"),
-                length,
-                // First file complete, the rest partially or not at all.
-                bytes_completed: match i {
-                    0 | 2 | 3 => length,
-                    1 => length / 3,
-                    _ => 0,
-                },
-                priority,
-                wanted,
-            })
-            .collect();
-        let total: i64 = files.iter().map(|f| f.length).sum();
-        let completed: i64 = files.iter().map(|f| f.bytes_completed).sum();
-        let wanted_left: i64 = files
-            .iter()
-            .filter(|f| f.wanted)
-            .map(|f| f.length - f.bytes_completed)
-            .sum();
-        let wanted_total: i64 = files.iter().filter(|f| f.wanted).map(|f| f.length).sum();
-        let piece_count = (total + PIECE - 1) / PIECE;
+        let files = sample_files(name, i64::from(info_hash.as_bytes()[0]));
+        let progress = SampleProgress::of(&files);
         let hash_bytes = info_hash.as_bytes();
         let id = i64::from(
             u32::from_be_bytes([hash_bytes[0], hash_bytes[1], hash_bytes[2], hash_bytes[3]]) >> 8,
@@ -607,16 +575,17 @@ impl TorrentState {
             added_date: added,
             start_date: Some(added.saturating_add_nanos(2_000_000_000)),
             labels: vec!["linux".to_owned(), "iso".to_owned()],
-            downloaded: completed,
-            uploaded: completed / 4,
-            left: wanted_left,
-            percent_done: (wanted_total - wanted_left) as f64 / wanted_total as f64,
-            piece_count,
-            pieces_complete: completed / PIECE,
-            pieces_available: piece_count,
+            downloaded: progress.completed,
+            uploaded: progress.completed / 4,
+            left: progress.wanted_left,
+            percent_done: (progress.wanted_total - progress.wanted_left) as f64
+                / progress.wanted_total as f64,
+            piece_count: progress.piece_count,
+            pieces_complete: progress.completed / SAMPLE_PIECE_BYTES,
+            pieces_available: progress.piece_count,
             download_rate: 2_500_000,
             upload_rate: 310_000,
-            eta: wanted_left / 2_500_000,
+            eta: progress.wanted_left / 2_500_000,
             peer_count: 48,
             peer_connected_count: 2,
             peer_sending_count: 2,
@@ -629,18 +598,78 @@ impl TorrentState {
                 "udp://open.demonii.com:1337/announce".to_owned(),
                 "https://tracker.example.org/announce".to_owned(),
             ],
-            peers: vec![PeerInfo {
-                id: "-qB4650-k8hj0wgej6ch".to_owned(),
-                address: "198.51.100.23".to_owned(),
-                port: 51413,
-                uploaded: 1_048_576,
-                downloaded: 734_003_200,
-                direction: "outgoing".to_owned(),
-            }],
+            peers: vec![sample_peer()],
             seed_ratio_limit: 2.0,
             seed_idle_limit: 30,
             honors_session_limits: true,
         }
+    }
+}
+
+/// The sample torrent's piece size.
+#[cfg(any(test, feature = "testing"))]
+const SAMPLE_PIECE_BYTES: i64 = 256 * 1024;
+
+/// The sample torrent's five files under `name/`: the first complete, the second a third done,
+/// two small ones complete, one not wanted. `seed` varies one length per torrent.
+#[cfg(any(test, feature = "testing"))]
+fn sample_files(name: &str, seed: i64) -> Vec<FileInfo> {
+    let specs: [(&str, i64, i64, bool); 5] = [
+        ("disc1.iso", 700 * 1024 * 1024, 0, true),
+        ("disc2.iso", 650 * 1024 * 1024, 0, true),
+        ("README.txt", 4_096 + seed, 1, true),
+        ("checksums.sha256", 512, 1, true),
+        ("extras/artwork.zip", 12 * 1024 * 1024, -1, false),
+    ];
+    specs
+        .iter()
+        .enumerate()
+        .map(|(i, &(file, length, priority, wanted))| FileInfo {
+            name: format!("{name}/{file}"),
+            length,
+            bytes_completed: match i {
+                0 | 2 | 3 => length,
+                1 => length / 3,
+                _ => 0,
+            },
+            priority,
+            wanted,
+        })
+        .collect()
+}
+
+/// The sample's progress figures, derived from its files so they agree with them.
+#[cfg(any(test, feature = "testing"))]
+struct SampleProgress {
+    completed: i64,
+    wanted_left: i64,
+    wanted_total: i64,
+    piece_count: i64,
+}
+
+#[cfg(any(test, feature = "testing"))]
+impl SampleProgress {
+    fn of(files: &[FileInfo]) -> Self {
+        let total: i64 = files.iter().map(|f| f.length).sum();
+        let wanted = || files.iter().filter(|f| f.wanted);
+        Self {
+            completed: files.iter().map(|f| f.bytes_completed).sum(),
+            wanted_left: wanted().map(|f| f.length - f.bytes_completed).sum(),
+            wanted_total: wanted().map(|f| f.length).sum(),
+            piece_count: (total + SAMPLE_PIECE_BYTES - 1) / SAMPLE_PIECE_BYTES,
+        }
+    }
+}
+
+#[cfg(any(test, feature = "testing"))]
+fn sample_peer() -> PeerInfo {
+    PeerInfo {
+        id: "-qB4650-k8hj0wgej6ch".to_owned(),
+        address: "198.51.100.23".to_owned(),
+        port: 51413,
+        uploaded: 1_048_576,
+        downloaded: 734_003_200,
+        direction: "outgoing".to_owned(),
     }
 }
 

@@ -27,6 +27,7 @@ use tracing::{debug, warn};
 
 use crate::error::{Error, Result};
 use crate::event::{Envelope, Event};
+use crate::journal::judge::Place;
 use crate::journal::recovery::{self, SegmentInfo};
 use crate::journal::segment::Scan;
 use crate::journal::{JournalReader, RawFrame};
@@ -462,7 +463,13 @@ impl ArchiveFrames {
         let next_seq = scan.expected_seq();
         if let Some(stop) = scan.stop() {
             // Archived segments are sealed: anything but a clean end is damage.
-            recovery::judge(&info.path, &bytes, stop, false, next_seq.saturating_sub(1))?;
+            recovery::judge(
+                &info.path,
+                &bytes,
+                stop,
+                Place::Sealed,
+                next_seq.saturating_sub(1),
+            )?;
         }
         self.expected = Some(next_seq);
         self.index += 1;
