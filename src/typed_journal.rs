@@ -2,7 +2,8 @@
 //! and `RawFrame::decode` read them back as [`Envelope`]s.
 //!
 //! The journal (`crate::journal`) is a log of opaque payloads with seqs and commit times. This
-//! file is where events meet it, and the only one: it encodes each event (the journal refuses
+//! file is where its writer and reader meet events (verification and salvage decode the frames
+//! they walk themselves, `crate::verify`, `crate::salvage`): it encodes each event (the journal refuses
 //! payloads over `max_event_bytes`), attaches the events themselves to the append when a commit
 //! listener wants them — the journal hands them back untouched with their receipts, so the
 //! store's projections get typed events without decoding them again, and nothing is copied when
