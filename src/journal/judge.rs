@@ -66,8 +66,10 @@ pub(crate) fn judge(
         return Verdict::Damage;
     }
     let covered = durable_seq.is_some_and(|durable| durable > after_seq);
-    // The frame at `offset` is invalid, so the search starts after it (from `offset` or
-    // `offset - 1` it would find the same: mutation testing's equivalents).
+    // The frame at `offset` is invalid (a seq break, the one damage at a valid frame, returned
+    // above), so the search starts after it; from `offset` or `offset - 1` it finds the same,
+    // which makes cargo-mutants' `offset - 1` and `offset * 1` equivalent mutants (the only two
+    // of this function's nine it does not catch: `--lib` run, 6 caught, 1 unviable).
     let later = segment::later_batch_after(buf, offset + 1, after_seq, marks_batches).is_some();
     match (later, covered) {
         (false, false) => Verdict::TornTail,
