@@ -27,7 +27,7 @@
 //! - the journal alone: [`Journal`] (the single writer) and [`JournalReader`] (lock-free, from
 //!   any process), with [`Durability`] choosing what an acknowledgement means;
 //! - history and housekeeping: [`history`] (state at a seq or time), [`compaction`] (snapshots,
-//!   removing old segments), [`check`] (projection drift), [`journal::verify()`] and [`salvage`];
+//!   removing old segments), [`check`] (projection drift), [`verify()`] and [`salvage`];
 //! - the data model: [`TorrentState`], [`SessionConfiguration`], [`TorrentMetrics`],
 //!   [`HookContext`], [`Event`] and [`Envelope`].
 //!
@@ -39,12 +39,10 @@
 #![warn(missing_docs)]
 
 pub mod check;
-pub mod compaction;
 mod error;
 pub mod event;
 #[cfg(feature = "follow")]
 pub mod follow;
-pub mod history;
 pub mod inspect;
 pub mod journal;
 pub mod model;
@@ -60,12 +58,14 @@ pub mod storage;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod typed_journal;
+pub mod verify;
 
 pub use compaction::CompactionPolicy;
 pub use error::{Error, Result};
 pub use event::{Envelope, Event};
 pub use history::Target;
-pub use journal::{Durability, Journal, JournalOptions, JournalReader, Receipt};
+pub use journal::{Durability, JournalOptions, JournalReader, Receipt};
 pub use journal::{FrameRef, RawFrame, SegmentInfo, WriterStatus};
 pub use model::{
     Clock, FileInfo, HookContext, HookEvent, InfoHash, ManualClock, MetaInfo, MetricsSummary,
@@ -76,8 +76,11 @@ pub use projection::{Checkpoint, Projection, replay_into};
 pub use projection::{FileProjection, FileProjectionOptions, MemoryProjection};
 #[cfg(feature = "sqlite")]
 pub use projection::{SqliteOptions, SqliteProjection};
+pub use snapshot::{compaction, history};
 pub use state::State;
 pub use store::{StoreOptions, TorrentStore};
+pub use typed_journal::Journal;
+pub use verify::verify;
 
 /// The README's examples, compiled as doctests so they cannot rot.
 #[cfg(doctest)]

@@ -116,7 +116,8 @@ impl Visitor for Collector {
         self.problem(problem, &bytes);
     }
 
-    fn problem(&mut self, problem: Problem, damaged: &[u8]) {
+    fn problem(&mut self, mut problem: Problem, damaged: &[u8]) {
+        crate::verify::fill_affected_torrents(&mut problem, damaged);
         self.report.regions.push(QuarantinedRegion {
             problem,
             quarantine_offset: self.quarantine.len() as u64,

@@ -19,7 +19,7 @@ use tracing::{error, info, warn};
 use crate::compaction::{self, CompactionPolicy};
 use crate::error::{Error, IoContext, Result};
 use crate::event::{Envelope, Event};
-use crate::journal::{CommitListener, Journal, JournalOptions, JournalReader, Receipt};
+use crate::journal::{JournalOptions, JournalReader, Receipt};
 use crate::model::{
     Clock, HookContext, InfoHash, MetricsSummary, SessionConfiguration, Timestamp, TorrentMetrics,
     TorrentState,
@@ -31,6 +31,7 @@ use crate::projection::{
 #[cfg(feature = "sqlite")]
 use crate::projection::{SqliteOptions, SqliteProjection};
 use crate::storage::Storage;
+use crate::typed_journal::{EventListener, Journal};
 
 /// Which projections a store keeps besides memory (always on), and how.
 #[derive(Debug, Clone)]
@@ -516,7 +517,7 @@ impl TorrentStore {
 fn listener(
     memory: Arc<RwLock<MemoryProjection>>,
     disk: Option<SyncSender<Batch>>,
-) -> CommitListener {
+) -> EventListener {
     Box::new(move |batch: Vec<Envelope>| {
         {
             let mut memory = memory.write().unwrap_or_else(|p| p.into_inner());

@@ -15,7 +15,7 @@ use torrent_journal::history::{self, Target};
 use torrent_journal::model::{InfoHash, ManualClock, Timestamp, TorrentState};
 use torrent_journal::projection::{FileProjection, FileProjectionOptions, FileView};
 use torrent_journal::storage::{CrashFill, SimStorage, Storage};
-use torrent_journal::{JournalOptions, StoreOptions, TorrentStore, journal};
+use torrent_journal::{JournalOptions, StoreOptions, TorrentStore};
 
 const DIR: &str = "/store";
 
@@ -76,7 +76,7 @@ async fn check(image: &SimStorage, acked: &[u64]) -> Result<(), String> {
     let memory = store.read_memory(|m| m.state().clone());
     store.flush_projections().await.map_err(|e| e.to_string())?;
     store.close().await.map_err(|e| format!("close: {e}"))?;
-    let report = journal::verify(image, Path::new(DIR)).map_err(|e| e.to_string())?;
+    let report = torrent_journal::verify(image, Path::new(DIR)).map_err(|e| e.to_string())?;
     if !report.is_clean() {
         return Err(format!("journal does not verify: {:?}", report.problems));
     }

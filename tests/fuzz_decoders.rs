@@ -130,7 +130,7 @@ fn recover(bytes: Vec<u8>) -> (bool, bool) {
     let journal_dir = journal::journal_dir(Path::new(common::SIM_DIR));
     storage.create_dir_all(&journal_dir).unwrap();
     storage.put_file(&journal_dir.join(segment::file_name(1)), bytes);
-    let report = journal::verify(&storage, Path::new(common::SIM_DIR)).unwrap();
+    let report = torrent_journal::verify(&storage, Path::new(common::SIM_DIR)).unwrap();
     let options = JournalOptions {
         storage: Arc::new(storage),
         ..common::sim_options(&SimStorage::new(), 1 << 20)
@@ -202,7 +202,7 @@ fn a_zeroed_sector_mid_segment_is_an_error_with_its_location() {
     storage.create_dir_all(&journal_dir).unwrap();
     let path = journal_dir.join(segment::file_name(1));
     storage.put_file(&path, bytes);
-    let report = journal::verify(&storage, Path::new(common::SIM_DIR)).unwrap();
+    let report = torrent_journal::verify(&storage, Path::new(common::SIM_DIR)).unwrap();
     assert!(!report.is_clean());
     assert_eq!(report.problems[0].kind, journal::ProblemKind::DamagedFrame);
     let offset = report.problems[0].offset;

@@ -179,7 +179,7 @@ fn a_segment_from_a_newer_format_version_is_refused_untouched() {
     let first = reader.events(1).unwrap().next().expect("an item");
     check(first.unwrap_err(), "reader");
 
-    let report = journal::verify(&storage, Path::new(SIM_DIR)).unwrap();
+    let report = torrent_journal::verify(&storage, Path::new(SIM_DIR)).unwrap();
     assert_eq!(report.problems.len(), 1, "{report:?}");
     assert_eq!(report.problems[0].kind, journal::ProblemKind::BadHeader);
     assert!(report.problems[0].detail.contains("version 3"));

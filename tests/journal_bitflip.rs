@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::*;
-use torrent_journal::journal::{self, ProblemKind};
+use torrent_journal::journal::ProblemKind;
 use torrent_journal::storage::CrashFill;
 use torrent_journal::{Error, Journal};
 
@@ -37,7 +37,7 @@ fn every_single_bit_flip_is_detected_by_verify_and_by_open() {
             damaged[bit / 8] ^= 1 << (bit % 8);
             storage.put_file(path, damaged);
 
-            let report = journal::verify(&storage, Path::new(SIM_DIR)).unwrap();
+            let report = torrent_journal::verify(&storage, Path::new(SIM_DIR)).unwrap();
             assert!(
                 !report.is_clean(),
                 "{}: bit {bit} not reported",

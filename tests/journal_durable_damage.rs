@@ -104,7 +104,7 @@ fn assert_refused(dir: &Path, segment: &Path, first_missing: u64, what: &str) {
     );
     assert!(broken_files(dir).is_empty(), "{what}: something was cut");
 
-    let report = journal::verify(&RealStorage, dir).unwrap();
+    let report = torrent_journal::verify(&RealStorage, dir).unwrap();
     let kinds: Vec<ProblemKind> = report.problems.iter().map(|p| p.kind).collect();
     assert!(
         kinds.contains(&ProblemKind::MissingDurableEvents),
@@ -224,7 +224,7 @@ fn damage_past_the_durable_position_is_a_torn_tail_and_is_cut() {
     ] {
         std::fs::write(&last, &bytes[..cut]).unwrap();
         std::fs::write(&durable_path, durable::encode(position)).unwrap();
-        let report = journal::verify(&RealStorage, tmp.path()).unwrap();
+        let report = torrent_journal::verify(&RealStorage, tmp.path()).unwrap();
         let kinds: Vec<ProblemKind> = report.problems.iter().map(|p| p.kind).collect();
         assert_eq!(kinds, vec![ProblemKind::TornTail], "cut at {cut}");
 

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 use torrent_journal::event::{self, Event, HookRecord};
-use torrent_journal::journal::{self, JOURNAL_DIR_NAME};
+use torrent_journal::journal::JOURNAL_DIR_NAME;
 use torrent_journal::model::{HookEvent, InfoHash, ManualClock, Timestamp, TorrentState};
 use torrent_journal::simulate::Simulation;
 use torrent_journal::storage::{RealStorage, SimStorage, Storage};
@@ -226,7 +226,7 @@ fn the_v1_fixture_reads_verifies_and_matches_its_snapshot() {
         before.len()
     );
 
-    let report = journal::verify(&RealStorage, dir).unwrap();
+    let report = torrent_journal::verify(&RealStorage, dir).unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
     let expected_events = fixture_events().len() as u64;
     assert_eq!(report.events, expected_events);
@@ -317,7 +317,7 @@ fn a_writer_continues_a_copy_of_the_v1_fixture() {
     assert_eq!(receipt.first_seq, count + 1);
     journal.close().unwrap();
 
-    let report = journal::verify(&RealStorage, tmp.path()).unwrap();
+    let report = torrent_journal::verify(&RealStorage, tmp.path()).unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
     assert_eq!(report.events, count + 1);
     let mut lines = tail_lines(tmp.path());
@@ -343,7 +343,7 @@ fn the_v2_fixture_holds_the_v1_events_with_batch_marks() {
         "tests/fixtures/v2 was rewritten (CRC {crc:#010x}, recorded {FIXTURE_V2_CRC:#010x}): a \
          fixture of a released format version must never change"
     );
-    let report = journal::verify(&RealStorage, dir).unwrap();
+    let report = torrent_journal::verify(&RealStorage, dir).unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
     let v2_events: Vec<Event> = JournalReader::open(dir)
         .unwrap()
@@ -414,7 +414,7 @@ fn a_v1_journal_continued_by_this_build_mixes_versions_end_to_end() {
     assert!(first_v2 > 0, "{versions:?}");
     assert!(versions[first_v2..].iter().all(|&v| v == 2), "{versions:?}");
 
-    let report = journal::verify(&RealStorage, tmp.path()).unwrap();
+    let report = torrent_journal::verify(&RealStorage, tmp.path()).unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
     assert_eq!(report.events, count + 200);
     let journal = Journal::open_with(tmp.path(), options()).unwrap();

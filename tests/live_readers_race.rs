@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use torrent_journal::compaction::{self, CompactOptions, Retention};
 use torrent_journal::event::Event;
 use torrent_journal::history::{self, Target};
-use torrent_journal::journal::{self, Durability, JournalOptions};
+use torrent_journal::journal::{Durability, JournalOptions};
 use torrent_journal::model::{InfoHash, Timestamp, TorrentState};
 use torrent_journal::storage::RealStorage;
 use torrent_journal::{Journal, JournalReader, inspect};
@@ -128,7 +128,8 @@ fn run_phase(
         });
         scope.spawn(move || {
             looping("verify", &|| {
-                let report = journal::verify(&RealStorage, dir).map_err(|e| e.to_string())?;
+                let report =
+                    torrent_journal::verify(&RealStorage, dir).map_err(|e| e.to_string())?;
                 match report.has_damage() {
                     true => Err(format!("{:?}", report.problems)),
                     false => Ok(()),
@@ -246,7 +247,7 @@ fn readers_and_compaction_beside_a_live_writer_report_nothing_false() {
     run_phase(&dir, interval, half, &counts, &precise);
 
     // The journal is clean afterwards: every report during the run was false.
-    let report = journal::verify(&RealStorage, &dir).unwrap();
+    let report = torrent_journal::verify(&RealStorage, &dir).unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
     let counts = counts.lock().unwrap();
     eprintln!(

@@ -1,4 +1,4 @@
-//! Point-in-time reads (`src/history.rs`): for random event streams, random snapshot points
+//! Point-in-time reads (`src/snapshot/history.rs`): for random event streams, random snapshot points
 //! and random targets, `state_at(Seq(n))` equals folding the first `n` events with the reducer,
 //! a time target picks the last event committed at or before it (batches share a commit time),
 //! and a target before the retained history is an error stating the earliest restorable seq and

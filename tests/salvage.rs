@@ -20,7 +20,7 @@ use torrent_journal::journal::ProblemKind;
 use torrent_journal::salvage::salvage;
 use torrent_journal::snapshot;
 use torrent_journal::storage::RealStorage;
-use torrent_journal::{Journal, JournalReader, journal};
+use torrent_journal::{Journal, JournalReader, verify};
 
 #[test]
 fn a_journal_damaged_mid_log_is_salvaged_with_a_precise_report() {
@@ -64,7 +64,7 @@ fn a_journal_damaged_mid_log_is_salvaged_with_a_precise_report() {
     );
 
     // The salvaged journal verifies, opens, and holds every other event in order.
-    assert!(journal::verify(&storage, out).unwrap().is_clean());
+    assert!(verify(&storage, out).unwrap().is_clean());
     Journal::open_with(out, sim_options(&storage, 1 << 20))
         .unwrap()
         .close()
@@ -154,7 +154,7 @@ fn a_healthy_compacted_store_is_salvaged_with_its_snapshots() {
     assert!(report.snapshots_not_copied.is_empty(), "{report:?}");
     assert!(!report.lost_anything());
     assert_eq!(head_of(&out).unwrap(), head);
-    assert!(journal::verify(&RealStorage, &out).unwrap().is_clean());
+    assert!(verify(&RealStorage, &out).unwrap().is_clean());
 }
 
 #[test]
@@ -170,7 +170,7 @@ fn a_compacted_store_with_a_damaged_newest_snapshot_verifies_dirty_and_salvages_
     std::fs::write(newest, bytes).unwrap();
 
     // Every frame is fine, the snapshot is not: verify says so, naming it.
-    let verified = journal::verify(&RealStorage, &dir).unwrap();
+    let verified = verify(&RealStorage, &dir).unwrap();
     assert_eq!(verified.problems.len(), 1, "{verified:?}");
     assert_eq!(verified.problems[0].kind, ProblemKind::DamagedSnapshot);
     assert_eq!(&verified.problems[0].segment, newest);
@@ -187,11 +187,11 @@ fn a_compacted_store_with_a_damaged_newest_snapshot_verifies_dirty_and_salvages_
         "{report:?}"
     );
     assert_eq!(head_of(&out).unwrap(), head);
-    assert!(journal::verify(&RealStorage, &out).unwrap().is_clean());
+    assert!(verify(&RealStorage, &out).unwrap().is_clean());
 
     // Without any snapshot, nothing continues the journal: verify says the store is damaged.
     std::fs::remove_dir_all(snapshot::snapshots_dir(&out)).unwrap();
-    let verified = journal::verify(&RealStorage, &out).unwrap();
+    let verified = verify(&RealStorage, &out).unwrap();
     assert_eq!(verified.problems.len(), 1, "{verified:?}");
     assert_eq!(verified.problems[0].kind, ProblemKind::NoContinuingSnapshot);
     let err = head_of(&out).unwrap_err();

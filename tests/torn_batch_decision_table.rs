@@ -30,7 +30,7 @@ use std::sync::Arc;
 use torrent_journal::compaction::{self, CompactOptions};
 use torrent_journal::event::Event;
 use torrent_journal::history::{self, Target};
-use torrent_journal::journal::{self, JournalOptions};
+use torrent_journal::journal::JournalOptions;
 use torrent_journal::model::Timestamp;
 use torrent_journal::state::{self, State};
 use torrent_journal::storage::CrashFill;
@@ -250,7 +250,7 @@ fn run_case(
     let want = expected(written, image, batch, durable, version);
     let storage = store_with(written, image, durable);
     let label = format!("v{version} batch {batch} durable {axis:?}: {want:?}");
-    let report = journal::verify(&storage, Path::new(SIM_DIR)).unwrap();
+    let report = torrent_journal::verify(&storage, Path::new(SIM_DIR)).unwrap();
     let opened = Journal::open_with(SIM_DIR, options(&storage, version));
     tally.cases += 1;
     match want {
@@ -278,7 +278,7 @@ fn run_case(
             journal.close().unwrap();
             let seqs = read_seqs(Arc::new(storage.clone()), Path::new(SIM_DIR));
             assert_eq!(seqs, (1..=last_seq + 1).collect::<Vec<_>>(), "{label}");
-            let report = journal::verify(&storage, Path::new(SIM_DIR)).unwrap();
+            let report = torrent_journal::verify(&storage, Path::new(SIM_DIR)).unwrap();
             assert!(
                 report.is_clean(),
                 "{label}: after reopening {:?}",

@@ -14,11 +14,12 @@ use std::sync::Arc;
 use torrent_journal::Journal;
 use torrent_journal::event::{Envelope, Event};
 use torrent_journal::journal::JournalOptions;
-use torrent_journal::journal::verify::{self, ProblemKind, VerifyReport};
+use torrent_journal::journal::ProblemKind;
 use torrent_journal::model::{InfoHash, TorrentState};
 use torrent_journal::snapshot::SnapshotBody;
 use torrent_journal::state::State;
 use torrent_journal::storage::{SimStorage, Storage};
+use torrent_journal::verify::{self, VerifyReport};
 
 const DIR: &str = "/store";
 

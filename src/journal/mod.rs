@@ -1,4 +1,8 @@
-//! The journal: a checksummed, segmented, append-only event log — the only source of truth.
+//! The journal: a checksummed, segmented, append-only log of opaque payloads with seqs and
+//! commit times — the only source of truth. It knows bytes, not events: encoding events,
+//! decoding them and what happens after a commit belong to the typed layer above
+//! (`crate::typed_journal`: [`crate::Journal`], `JournalReader::events`, `RawFrame::decode`),
+//! and snapshots to the snapshot module.
 //!
 //! Layout of a store directory `DIR` (see `docs/FORMAT.md`):
 //!
@@ -8,8 +12,8 @@
 //! DIR/journal/<segment>.broken      bytes cut from a torn tail, kept for inspection
 //! ```
 //!
-//! [`Journal`] is the writer handle (cheap to clone, usable from threads and tokio tasks);
-//! [`JournalReader`] reads without the lock, from this or any other process.
+//! `Log` is the byte-level writer handle (cheap to clone, usable from threads and tokio tasks);
+//! [`JournalReader`] reads frames without the lock, from this or any other process.
 
 // The byte layouts and the recovery that truncates files are internal: recovery runs under the
 // writer's lock only, and the test kit (`testing::format`) exposes the layouts for damage tests.
@@ -36,12 +40,11 @@ use tracing::info_span;
 pub use frame::FrameRef;
 pub use reader::{JournalReader, RawFrame};
 pub use recovery::SegmentInfo;
-pub use verify::{Problem, ProblemKind, VerifyReport, verify};
+pub use verify::{Problem, ProblemKind};
 pub use writer::{Receipt, WriterStatus};
 
 use crate::error::{Error, IoContext, Result};
-use crate::event::{self, Event};
-use crate::model::{Clock, SystemClock};
+use crate::model::{Clock, SystemClock, Timestamp};
 use crate::storage::{RealStorage, Storage};
 pub(crate) use writer::CommitListener;
 use writer::{Message, Request, StartPosition, Writer};
@@ -139,7 +142,8 @@ pub struct JournalOptions {
     /// padding: for large batches the zeros cost more to flush than the metadata commit they
     /// save. See `docs/FORMAT.md`, "Preallocation".
     pub preallocate_bytes: u64,
-    /// Events whose encoding is larger are refused before anything is written.
+    /// Payloads (encoded events) larger than this are refused before anything is written
+    /// ([`Error::EventTooLarge`]).
     pub max_event_bytes: usize,
     /// When appends are acknowledged.
     pub durability: Durability,
@@ -175,44 +179,61 @@ impl Default for JournalOptions {
     }
 }
 
-/// The writer handle of a journal. Clones share one writer thread.
-#[derive(Debug, Clone)]
-pub struct Journal {
-    shared: Arc<Shared>,
+/// The byte-level writer handle of a journal: appends opaque payloads as consecutive seqs and
+/// answers with their [`Receipt`]s. Clones share one writer thread. Each append carries an
+/// attachment `A` the writer hands back untouched to the commit listener (the typed layer,
+/// `crate::typed_journal`, attaches the events the payloads encode, so the store's projections
+/// get them without decoding); without a listener attachments are dropped.
+pub(crate) struct Log<A> {
+    shared: Arc<Shared<A>>,
 }
 
-#[derive(Debug)]
-struct Shared {
-    tx: mpsc::Sender<Message>,
+impl<A> Clone for Log<A> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<A> std::fmt::Debug for Log<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("dir", &self.shared.dir)
+            .field("durability", &self.shared.durability)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Shared<A> {
+    tx: mpsc::Sender<Message<A>>,
     dir: PathBuf,
-    max_event_bytes: usize,
+    max_payload_bytes: usize,
     durability: Durability,
-    /// Whether a commit listener needs the events themselves along with their encodings.
-    listening: bool,
     status: Arc<WriterStatus>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
-impl Journal {
-    /// Opens (creating if needed) the journal in store directory `dir` with default options.
-    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
-        Self::open_with(dir, JournalOptions::default())
-    }
+/// What the layer above gives a journal it opens, besides its options.
+pub(crate) struct OpenHooks<'a, A> {
+    /// Sees every committed append (see [`CommitListener`]).
+    pub listener: Option<CommitListener<A>>,
+    /// The earliest commit time the writer may give, asked (with the storage and the store
+    /// directory) under the writer's lock after recovery: commit times must not go back before
+    /// what the journal's events once said, and after a compaction the retained segments may
+    /// hold no event at all — the layer that owns snapshots knows the newest one's time.
+    pub commit_time_floor: &'a dyn Fn(&dyn Storage, &Path) -> Option<Timestamp>,
+}
 
-    /// Opens the journal in `dir`: takes the lock, recovers, starts the writer thread.
-    pub fn open_with(dir: impl AsRef<Path>, options: JournalOptions) -> Result<Self> {
-        Self::open_listening(dir, options, None)
-    }
-
-    /// Opens with a listener that sees every committed event before its appender is answered.
-    /// Every append must then carry its events (see [`Journal::append_events_async`]).
-    pub(crate) fn open_listening(
-        dir: impl AsRef<Path>,
+impl<A: Send + 'static> Log<A> {
+    /// Opens the journal in store directory `dir`: takes the lock, recovers, starts the writer
+    /// thread.
+    pub(crate) fn open(
+        dir: &Path,
         options: JournalOptions,
-        listener: Option<CommitListener>,
+        hooks: OpenHooks<'_, A>,
     ) -> Result<Self> {
-        let listening = listener.is_some();
-        let dir = dir.as_ref().to_path_buf();
+        let dir = dir.to_path_buf();
         let span = info_span!("journal_open", dir = %dir.display());
         let _entered = span.enter();
         validate_options(&options)?;
@@ -221,13 +242,10 @@ impl Journal {
         let lock = take_lock(storage, &dir)?;
         let journal_dir = journal_dir(&dir);
         let recovered = recovery::recover(storage, &journal_dir)?;
-        // After a compaction the retained segments may hold no event at all; commit times must
-        // still not go back before the newest snapshot's.
-        let snapshot_at =
-            crate::snapshot::newest_header_at(storage, &dir).map_or(0, |t| t.as_unix_nanos());
+        let floor = (hooks.commit_time_floor)(storage, &dir).map_or(0, |t| t.as_unix_nanos());
         let position = StartPosition {
             next_seq: recovered.next_seq,
-            last_at_unix_nanos: recovered.last_at_unix_nanos.max(snapshot_at),
+            last_at_unix_nanos: recovered.last_at_unix_nanos.max(floor),
             active: recovered
                 .segments
                 .last()
@@ -241,7 +259,7 @@ impl Journal {
             position,
             lock,
             Arc::clone(&status),
-            listener,
+            hooks.listener,
         )?;
         let (tx, rx) = mpsc::channel(options.queue_capacity);
         let thread = std::thread::Builder::new()
@@ -255,9 +273,8 @@ impl Journal {
             shared: Arc::new(Shared {
                 tx,
                 dir,
-                max_event_bytes: options.max_event_bytes,
+                max_payload_bytes: options.max_event_bytes,
                 durability: options.durability,
-                listening,
                 status,
                 thread: Mutex::new(Some(thread)),
             }),
@@ -265,101 +282,39 @@ impl Journal {
     }
 
     /// The store directory.
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.shared.dir
     }
 
     /// The durability policy in force.
-    pub fn durability(&self) -> Durability {
+    pub(crate) fn durability(&self) -> Durability {
         self.shared.durability
     }
 
     /// The writer's last written and last durable seqs.
-    pub fn status(&self) -> &WriterStatus {
+    pub(crate) fn status(&self) -> &WriterStatus {
         &self.shared.status
     }
 
-    /// Appends one event, blocking until it is committed. Returns its seq and commit time.
-    ///
-    /// A failed write or sync of the batch gives [`Error::Unacknowledged`]: the outcome is
-    /// unknown (the bytes may have reached the disk before the failure, and a reopen keeps every
-    /// whole frame; see `docs/FORMAT.md`, "Durability and recovery"). It names the seqs the
-    /// events were given: after reopening, [`JournalReader::appended`] says whether they landed.
-    ///
-    /// Blocks the calling thread: from async code use [`Journal::append_async`] (like tokio's
-    /// own blocking calls, this panics on an async runtime's worker thread).
-    pub fn append(&self, event: &Event) -> Result<Receipt> {
-        let events = self.retained(std::slice::from_ref(event));
-        self.append_all_encoded(vec![self.encode(event)?], events)
-    }
-
-    /// Appends events as consecutive seqs in one commit (all in one batch).
-    pub fn append_all(&self, events: &[Event]) -> Result<Receipt> {
-        let payloads = self.encode_all(events)?;
-        self.append_all_encoded(payloads, self.retained(events))
-    }
-
-    /// Async form of [`Journal::append`].
-    pub async fn append_async(&self, event: &Event) -> Result<Receipt> {
-        let payload = self.encode(event)?;
-        let events = self.retained(std::slice::from_ref(event));
-        self.submit_async(vec![payload], events).await
-    }
-
-    /// Async form of [`Journal::append_all`].
-    pub async fn append_all_async(&self, events: &[Event]) -> Result<Receipt> {
-        let payloads = self.encode_all(events)?;
-        self.submit_async(payloads, self.retained(events)).await
-    }
-
-    /// Appends owned events as consecutive seqs in one commit, without copying them for a
-    /// commit listener.
-    pub(crate) async fn append_events_async(&self, events: Vec<Event>) -> Result<Receipt> {
-        let payloads = self.encode_all(&events)?;
-        let events = if self.shared.listening {
-            events
-        } else {
-            Vec::new()
-        };
-        self.submit_async(payloads, events).await
-    }
-
-    /// Copies of the events for the commit listener, if there is one.
-    fn retained(&self, events: &[Event]) -> Vec<Event> {
-        if self.shared.listening {
-            events.to_vec()
-        } else {
-            Vec::new()
-        }
-    }
-
-    fn encode_all(&self, events: &[Event]) -> Result<Vec<Vec<u8>>> {
-        if events.is_empty() {
-            return Err(Error::InvalidArgument(
-                "append_all needs at least one event".into(),
-            ));
-        }
-        events.iter().map(|e| self.encode(e)).collect()
-    }
-
-    fn encode(&self, event: &Event) -> Result<Vec<u8>> {
-        let payload = event::encode(event)?;
-        if payload.len() > self.shared.max_event_bytes {
+    /// Refuses a payload over the configured `max_event_bytes` before anything is queued.
+    pub(crate) fn check_payload(&self, payload: &[u8]) -> Result<()> {
+        if payload.len() > self.shared.max_payload_bytes {
             return Err(Error::EventTooLarge {
                 size_bytes: payload.len(),
-                max_bytes: self.shared.max_event_bytes,
+                max_bytes: self.shared.max_payload_bytes,
             });
         }
-        Ok(payload)
+        Ok(())
     }
 
-    fn append_all_encoded(&self, payloads: Vec<Vec<u8>>, events: Vec<Event>) -> Result<Receipt> {
-        let (reply, rx) = oneshot::channel();
-        let message = Message::Append(Request {
-            payloads,
-            events,
-            reply,
-        });
+    /// Appends `payloads` (at least one, each checked by [`Log::check_payload`]) as
+    /// consecutive seqs in one commit, blocking until it is committed.
+    ///
+    /// An error means the outcome is unknown: the bytes may have reached the disk before the
+    /// failure, and a reopen keeps every whole frame (see `docs/FORMAT.md`, "Durability and
+    /// recovery").
+    pub(crate) fn append(&self, payloads: Vec<Vec<u8>>, attachment: A) -> Result<Receipt> {
+        let (message, rx) = self.request(payloads, attachment)?;
         self.shared
             .tx
             .blocking_send(message)
@@ -367,13 +322,13 @@ impl Journal {
         rx.blocking_recv().map_err(|_| Error::Closed)?
     }
 
-    async fn submit_async(&self, payloads: Vec<Vec<u8>>, events: Vec<Event>) -> Result<Receipt> {
-        let (reply, rx) = oneshot::channel();
-        let message = Message::Append(Request {
-            payloads,
-            events,
-            reply,
-        });
+    /// Async form of [`Log::append`].
+    pub(crate) async fn append_async(
+        &self,
+        payloads: Vec<Vec<u8>>,
+        attachment: A,
+    ) -> Result<Receipt> {
+        let (message, rx) = self.request(payloads, attachment)?;
         self.shared
             .tx
             .send(message)
@@ -382,9 +337,31 @@ impl Journal {
         rx.await.map_err(|_| Error::Closed)?
     }
 
+    fn request(
+        &self,
+        payloads: Vec<Vec<u8>>,
+        attachment: A,
+    ) -> Result<(Message<A>, oneshot::Receiver<Result<Receipt>>)> {
+        if payloads.is_empty() {
+            return Err(Error::InvalidArgument(
+                "an append needs at least one payload".into(),
+            ));
+        }
+        for payload in &payloads {
+            self.check_payload(payload)?;
+        }
+        let (reply, rx) = oneshot::channel();
+        let request = Request {
+            payloads,
+            attachment,
+            reply,
+        };
+        Ok((Message::Append(request), rx))
+    }
+
     /// Syncs what is written, stops the writer and releases the lock. Other clones of this
     /// handle get [`Error::Closed`] afterwards.
-    pub fn close(&self) -> Result<()> {
+    pub(crate) fn close(&self) -> Result<()> {
         let (reply, rx) = oneshot::channel();
         let sent = self.shared.tx.blocking_send(Message::Shutdown(reply));
         let result = match sent {
@@ -395,8 +372,8 @@ impl Journal {
         result
     }
 
-    /// Async form of [`Journal::close`].
-    pub async fn close_async(&self) -> Result<()> {
+    /// Async form of [`Log::close`].
+    pub(crate) async fn close_async(&self) -> Result<()> {
         let (reply, rx) = oneshot::channel();
         let result = match self.shared.tx.send(Message::Shutdown(reply)).await {
             Ok(()) => rx.await.unwrap_or(Ok(())),
@@ -410,7 +387,7 @@ impl Journal {
     }
 }
 
-impl Shared {
+impl<A> Shared<A> {
     fn join(&self) {
         let handle = self
             .thread
@@ -423,7 +400,7 @@ impl Shared {
     }
 }
 
-impl Drop for Shared {
+impl<A> Drop for Shared<A> {
     fn drop(&mut self) {
         // Dropping the last handle closes the queue: the writer syncs, exits and frees the lock.
         let (tx, _) = mpsc::channel(1);
@@ -502,7 +479,7 @@ pub fn seal_active_segment(storage: &dyn Storage, dir: &Path) -> Result<Option<P
     if recovered.next_seq <= active.first_seq {
         return Ok(None);
     }
-    let created = crate::model::Timestamp::now().as_unix_nanos();
+    let created = Timestamp::now().as_unix_nanos();
     let version = segment::FORMAT_VERSION;
     let (_file, path) =
         writer::create_segment(storage, &journal, recovered.next_seq, created, version)?;
@@ -528,7 +505,7 @@ fn take_lock(storage: &dyn Storage, dir: &Path) -> Result<Box<dyn crate::storage
 }
 
 /// Sends `Tick`s so the writer syncs on time under `Durability::Interval`, even when idle.
-fn spawn_ticker(tx: mpsc::WeakSender<Message>, interval_ms: u64) {
+fn spawn_ticker<A: Send + 'static>(tx: mpsc::WeakSender<Message<A>>, interval_ms: u64) {
     let spawned = std::thread::Builder::new()
         .name("tj-sync-ticker".into())
         .spawn(move || {

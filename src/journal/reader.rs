@@ -1,4 +1,5 @@
-//! Reading the journal without the writer's lock: iterate frames or events from any seq.
+//! Reading the journal without the writer's lock: iterate frames from any seq (decoding their
+//! payloads into events is the typed layer's, `crate::typed_journal`).
 //!
 //! Every frame's checksum is verified. At the end of the last segment, an incomplete or torn
 //! frame with nothing valid after it ends the iteration quietly: a writer may be in the middle of
@@ -14,7 +15,6 @@ use super::judge::Place;
 use super::recovery::{self, Ending, SegmentInfo};
 use super::segment::{self, SEGMENT_HEADER_BYTES, Scan};
 use crate::error::{Error, IoContext, Result};
-use crate::event::{self, Envelope, Event};
 use crate::model::Timestamp;
 use crate::storage::{ReadFile, RealStorage, Storage};
 
@@ -25,29 +25,12 @@ pub struct RawFrame {
     pub seq: u64,
     /// The commit time.
     pub at: Timestamp,
-    /// The payload bytes (an encoded event).
+    /// The payload bytes (opaque here; an encoded event, see `RawFrame::decode`).
     pub payload: Vec<u8>,
     /// The segment file.
     pub segment: Arc<PathBuf>,
     /// Byte offset of the frame (or damage) in the file.
     pub offset: u64,
-}
-
-impl RawFrame {
-    /// Decodes the payload into an event envelope.
-    pub fn decode(&self) -> Result<Envelope> {
-        let event = event::decode(&self.payload).map_err(|reason| Error::Decode {
-            segment: self.segment.to_path_buf(),
-            offset: self.offset,
-            seq: self.seq,
-            reason,
-        })?;
-        Ok(Envelope {
-            seq: self.seq,
-            at: self.at,
-            event,
-        })
-    }
 }
 
 /// Reads a journal directory; needs no lock and never writes.
@@ -168,35 +151,6 @@ impl JournalReader {
             current: None,
             done: false,
         }
-    }
-
-    /// How many of `events` the journal holds at seqs `first_seq..`, counted from the first:
-    /// the answer to an append that failed with [`Error::Unacknowledged`] (whose `first_seq` it
-    /// takes). Recovery keeps whole frames in order, so what landed is a prefix of the append.
-    ///
-    /// Ask after reopening the journal and before appending anything else: a lost append's
-    /// seqs are given to the next events. (An equal event appended there since would count as
-    /// landed — true of its content, which is what a retry needs to know.)
-    pub fn appended(&self, first_seq: u64, events: &[Event]) -> Result<usize> {
-        let head = self.head()?.map_or(0, |(seq, _)| seq);
-        if events.is_empty() || first_seq > head {
-            return Ok(0);
-        }
-        let mut landed = 0;
-        for (envelope, event) in self.events(first_seq)?.zip(events) {
-            if envelope?.event != *event {
-                break;
-            }
-            landed += 1;
-        }
-        Ok(landed)
-    }
-
-    /// Events with seq ≥ `from_seq`, decoded, in seq order.
-    pub fn events(&self, from_seq: u64) -> Result<impl Iterator<Item = Result<Envelope>>> {
-        Ok(self
-            .frames(from_seq)?
-            .map(|frame| frame.and_then(|f| f.decode())))
     }
 }
 

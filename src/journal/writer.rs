@@ -1,6 +1,7 @@
 //! The single writer thread: group commit, segment rotation, durability, poisoning.
 //!
-//! Appenders (threads or tokio tasks) send already-encoded payloads through a bounded queue.
+//! Appenders (threads or tokio tasks) send opaque payloads through a bounded queue, each append
+//! with an attachment the writer hands back untouched to the commit listener.
 //! The writer thread drains whatever is waiting into one batch, frames it, issues one `write`
 //! and (under [`Durability::EveryBatch`]) one `fdatasync`, and only then answers every appender
 //! in the batch. A failed write or sync fails the whole batch and poisons the writer: after
@@ -20,7 +21,6 @@ use super::frame;
 use super::segment::{self, SEGMENT_HEADER_BYTES, SegmentHeader};
 use super::{Durability, JournalOptions};
 use crate::error::{Error, IoContext, Result};
-use crate::event::{Envelope, Event};
 use crate::model::{Clock, Timestamp};
 use crate::storage::{self, LockGuard, Storage, StorageFile};
 
@@ -28,10 +28,10 @@ use crate::storage::{self, LockGuard, Storage, StorageFile};
 /// 1 MiB) grow the segment instead of zero-filling ahead (see `Writer::padding_for`).
 const PREALLOCATE_BATCH_DIVISOR: u64 = 32;
 
-/// What an appender gets back once its events are committed.
+/// What an appender gets back once its payloads are committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Receipt {
-    /// Seq of the first event appended by the request.
+    /// Seq of the first event (payload) appended by the request.
     pub first_seq: u64,
     /// How many events the request appended (consecutive seqs).
     pub count: u64,
@@ -46,22 +46,24 @@ impl Receipt {
     }
 }
 
-/// A request to append encoded payloads as consecutive events.
+/// A request to append payloads as consecutive seqs.
 #[derive(Debug)]
-pub(crate) struct Request {
+pub(crate) struct Request<A> {
     pub payloads: Vec<Vec<u8>>,
-    /// The decoded events, handed to the commit listener (empty when there is none).
-    pub events: Vec<Event>,
+    /// Whatever the appender attached (the typed layer: the events the payloads encode), handed
+    /// to the commit listener untouched, or dropped when there is none.
+    pub attachment: A,
     pub reply: oneshot::Sender<Result<Receipt>>,
 }
 
-/// Receives every committed event, in seq order, on the writer thread — after the batch is
-/// written (and synced, under `EveryBatch`) and before any appender of the batch is answered.
-/// This is what gives a store read-your-writes: its projections see an event before its
-/// appender returns. It must be quick and must not append to the journal.
-pub(crate) type CommitListener = Box<dyn FnMut(Vec<Envelope>) + Send>;
+/// Receives every committed append of a batch, in seq order, with its receipt and attachment,
+/// on the writer thread — after the batch is written (and synced, under `EveryBatch`) and
+/// before any appender of the batch is answered. This is what gives a store read-your-writes:
+/// its projections see an event before its appender returns. It must be quick and must not
+/// append to the journal.
+pub(crate) type CommitListener<A> = Box<dyn FnMut(Vec<(Receipt, A)>) + Send>;
 
-impl Request {
+impl<A> Request<A> {
     fn bytes(&self) -> usize {
         self.payloads
             .iter()
@@ -72,8 +74,8 @@ impl Request {
 
 /// Messages to the writer thread.
 #[derive(Debug)]
-pub(crate) enum Message {
-    Append(Request),
+pub(crate) enum Message<A> {
+    Append(Request<A>),
     /// Wake-up for [`Durability::Interval`].
     Tick,
     /// Sync what is written, then stop.
@@ -122,7 +124,7 @@ pub(crate) struct StartPosition {
     pub active_marks_batches: bool,
 }
 
-pub(crate) struct Writer {
+pub(crate) struct Writer<A> {
     storage: Arc<dyn Storage>,
     clock: Arc<dyn Clock>,
     journal_dir: PathBuf,
@@ -148,19 +150,19 @@ pub(crate) struct Writer {
     poisoned: Option<String>,
     status: Arc<WriterStatus>,
     buf: Vec<u8>,
-    listener: Option<CommitListener>,
+    listener: Option<CommitListener<A>>,
     durable: Publisher,
     _lock: Box<dyn LockGuard>,
 }
 
-impl Writer {
+impl<A> Writer<A> {
     pub(crate) fn start(
         options: &JournalOptions,
         journal_dir: PathBuf,
         position: StartPosition,
         lock: Box<dyn LockGuard>,
         status: Arc<WriterStatus>,
-        listener: Option<CommitListener>,
+        listener: Option<CommitListener<A>>,
     ) -> Result<Self> {
         let storage = Arc::clone(&options.storage);
         let version = options.format_version;
@@ -218,7 +220,7 @@ impl Writer {
     }
 
     /// The thread's main loop; returns when shut down or when every sender is gone.
-    pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Message>) {
+    pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Message<A>>) {
         let mut shutdown = None;
         while shutdown.is_none() {
             let Some(message) = rx.blocking_recv() else {
@@ -254,7 +256,7 @@ impl Writer {
         }
     }
 
-    fn commit(&mut self, batch: Vec<Request>) {
+    fn commit(&mut self, batch: Vec<Request<A>>) {
         if let Some(cause) = &self.poisoned {
             for request in batch {
                 let _ = request.reply.send(Err(Error::Poisoned {
@@ -293,7 +295,7 @@ impl Writer {
         Timestamp::from_unix_nanos(now.max(self.last_at_unix_nanos))
     }
 
-    fn write_batch(&mut self, batch: &[Request], at: Timestamp) -> Result<()> {
+    fn write_batch(&mut self, batch: &[Request<A>], at: Timestamp) -> Result<()> {
         if self.active_len_bytes >= self.segment_size_bytes {
             self.rotate()?;
         }
@@ -411,22 +413,10 @@ impl Writer {
         }
     }
 
-    fn acknowledge(&mut self, mut batch: Vec<Request>, first_seq: u64, at: Timestamp) {
-        if let Some(listener) = self.listener.as_mut() {
-            let events = batch.iter_mut().flat_map(|r| std::mem::take(&mut r.events));
-            let envelopes: Vec<Envelope> = (first_seq..)
-                .zip(events)
-                .map(|(seq, event)| Envelope::new(seq, at, event))
-                .collect();
-            assert_eq!(
-                envelopes.last().map(|e| e.seq),
-                Some(self.next_seq - 1),
-                "a listening journal carries an event for every payload"
-            );
-            listener(envelopes);
-        }
+    /// Hands the batch's appends to the listener, then answers each appender with its receipt.
+    fn acknowledge(&mut self, batch: Vec<Request<A>>, first_seq: u64, at: Timestamp) {
         let mut seq = first_seq;
-        for request in batch {
+        let mut receipt_for = |request: &Request<A>| {
             let count = request.payloads.len() as u64;
             let receipt = Receipt {
                 first_seq: seq,
@@ -434,8 +424,26 @@ impl Writer {
                 at,
             };
             seq += count;
-            // An appender that gave up waiting still had its event committed; nothing to undo.
-            let _ = request.reply.send(Ok(receipt));
+            receipt
+        };
+        let Some(listener) = self.listener.as_mut() else {
+            for request in batch {
+                // An appender that gave up waiting still had its event committed; nothing to undo.
+                let receipt = receipt_for(&request);
+                let _ = request.reply.send(Ok(receipt));
+            }
+            return;
+        };
+        let mut replies = Vec::with_capacity(batch.len());
+        let mut appends = Vec::with_capacity(batch.len());
+        for request in batch {
+            let receipt = receipt_for(&request);
+            replies.push((request.reply, receipt));
+            appends.push((receipt, request.attachment));
+        }
+        listener(appends);
+        for (reply, receipt) in replies {
+            let _ = reply.send(Ok(receipt));
         }
     }
 

@@ -244,7 +244,7 @@ fn parse_ack(line: &str) -> anyhow::Result<(u64, u64)> {
 fn reopen(dir: &Path) -> anyhow::Result<u64> {
     let broken_before = broken_files(dir)?;
     Journal::open(dir)?.close()?;
-    let report = journal::verify(&RealStorage, dir)?;
+    let report = torrent_journal::verify(&RealStorage, dir)?;
     ensure!(
         report.is_clean(),
         "journal does not verify after reopen: {:?}",

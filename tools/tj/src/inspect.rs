@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use torrent_journal::journal::{self, JournalReader, ProblemKind, VerifyReport};
+use torrent_journal::journal::{self, JournalReader, ProblemKind};
 use torrent_journal::storage::RealStorage;
+use torrent_journal::verify::VerifyReport;
 use torrent_journal::{event, inspect};
 
 use crate::CmdResult;
@@ -146,7 +147,7 @@ pub fn verify(args: VerifyArgs, quiet: bool) -> CmdResult {
         },
     )?;
     bar.finish_and_clear();
-    journal::verify::check_snapshots(&RealStorage, &args.dir, &mut report)?;
+    torrent_journal::verify::check_snapshots(&RealStorage, &args.dir, &mut report)?;
     if args.json {
         crate::emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
     } else if !quiet {

@@ -1,4 +1,4 @@
-//! Owns snapshots: the reducer's full [`State`] at a seq (plus removal [`Tombstone`]s) in one
+//! The snapshot file: the reducer's full [`State`] at a seq (plus removal [`Tombstone`]s) in one
 //! checksummed file, `DIR/snapshots/<seq:020>.snap`, and the rules for finding a usable one.
 //!
 //! Layout (all integers little-endian; specified in `docs/FORMAT.md`, "Snapshots"):
