@@ -8,9 +8,11 @@ use crate::error::{IoContext, Result};
 use crate::journal::JournalReader;
 use crate::model::Timestamp;
 
-/// Summary statistics of a journal.
+/// How much journal a read covered: segments, bytes, events and their seq and time range. The
+/// shared head of [`JournalStats`] and [`VerifyReport`](crate::verify::VerifyReport) (flattened
+/// into their JSON).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct JournalStats {
+pub struct JournalExtent {
     /// Number of segment files.
     pub segments: usize,
     /// Their total size.
@@ -25,6 +27,31 @@ pub struct JournalStats {
     pub first_at: Option<Timestamp>,
     /// The last event's commit time.
     pub last_at: Option<Timestamp>,
+}
+
+impl JournalExtent {
+    /// Counts one segment of `bytes` bytes.
+    pub fn count_segment(&mut self, bytes: u64) {
+        self.segments += 1;
+        self.bytes += bytes;
+    }
+
+    /// Counts one event, read in seq order.
+    pub fn count_event(&mut self, seq: u64, at: Timestamp) {
+        self.events += 1;
+        self.first_seq.get_or_insert(seq);
+        self.first_at.get_or_insert(at);
+        self.last_seq = Some(seq);
+        self.last_at = Some(at);
+    }
+}
+
+/// Summary statistics of a journal.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct JournalStats {
+    /// Segments, bytes, events and their range.
+    #[serde(flatten)]
+    pub extent: JournalExtent,
     /// Distinct info hashes named by any event.
     pub torrents_seen: usize,
     /// Event counts by kind (`torrent-added`, `torrent-saved`, ...).
@@ -38,24 +65,16 @@ pub fn stats(reader: &JournalReader) -> Result<JournalStats> {
 }
 
 fn stats_once(reader: &JournalReader) -> Result<JournalStats> {
-    let segments = reader.segments()?;
-    let mut stats = JournalStats {
-        segments: segments.len(),
-        ..JournalStats::default()
-    };
-    for segment in &segments {
+    let mut stats = JournalStats::default();
+    for segment in &reader.segments()? {
         let len = reader.storage().file_len(&segment.path);
-        stats.bytes += len.ctx("stat", &segment.path)?;
+        stats.extent.count_segment(len.ctx("stat", &segment.path)?);
     }
     let mut torrents = HashSet::new();
     // From the first retained event: compaction may have removed the journal's beginning.
     for envelope in reader.events(reader.first_retained_seq()?)? {
         let envelope = envelope?;
-        stats.events += 1;
-        stats.first_seq.get_or_insert(envelope.seq);
-        stats.first_at.get_or_insert(envelope.at);
-        stats.last_seq = Some(envelope.seq);
-        stats.last_at = Some(envelope.at);
+        stats.extent.count_event(envelope.seq, envelope.at);
         torrents.extend(envelope.event.info_hashes());
         *stats
             .events_by_kind

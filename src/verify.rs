@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::event;
+use crate::inspect::JournalExtent;
 use crate::journal::frame::{self, FrameRef};
 use crate::journal::recovery::SegmentInfo;
 use crate::journal::verify::{Problem, ProblemKind, Visitor, walk};
@@ -25,20 +26,9 @@ use crate::storage::Storage;
 /// The result of verifying a journal.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct VerifyReport {
-    /// Number of segment files.
-    pub segments: usize,
-    /// Their total size.
-    pub bytes: u64,
-    /// Number of events read.
-    pub events: u64,
-    /// The first seq, if any event.
-    pub first_seq: Option<u64>,
-    /// The last seq, if any event.
-    pub last_seq: Option<u64>,
-    /// The first event's commit time.
-    pub first_at: Option<Timestamp>,
-    /// The last event's commit time.
-    pub last_at: Option<Timestamp>,
+    /// Segments, bytes, valid events and their range.
+    #[serde(flatten)]
+    pub extent: JournalExtent,
     /// Every problem found, in file order.
     pub problems: Vec<Problem>,
     /// Every snapshot, oldest first (filled by [`check_snapshots`]).
@@ -77,7 +67,7 @@ pub fn verify(storage: &dyn Storage, dir: &Path) -> Result<VerifyReport> {
 /// continue it. Problems are added to `report.problems`; `Err` only when a directory cannot be
 /// listed.
 pub fn check_snapshots(storage: &dyn Storage, dir: &Path, report: &mut VerifyReport) -> Result<()> {
-    let mut found = snapshot::verify::check_once(storage, dir, report.last_seq)?;
+    let mut found = snapshot::verify::check_once(storage, dir, report.extent.last_seq)?;
     // A snapshot removed by a concurrent compaction during the check means the layout moved
     // under it (the journal's start too, perhaps past what the remaining ones continue): check
     // again from a fresh listing.
@@ -85,7 +75,7 @@ pub fn check_snapshots(storage: &dyn Storage, dir: &Path, report: &mut VerifyRep
         if found.settled {
             break;
         }
-        found = snapshot::verify::check_once(storage, dir, report.last_seq)?;
+        found = snapshot::verify::check_once(storage, dir, report.extent.last_seq)?;
     }
     report.problems.extend(found.problems);
     report.snapshots.extend(found.snapshots);
@@ -94,17 +84,12 @@ pub fn check_snapshots(storage: &dyn Storage, dir: &Path, report: &mut VerifyRep
 
 impl Visitor for VerifyReport {
     fn segment(&mut self, _info: &SegmentInfo, bytes: u64) {
-        self.segments += 1;
-        self.bytes += bytes;
+        self.extent.count_segment(bytes);
     }
 
     fn frame(&mut self, info: &SegmentInfo, offset: usize, found: &FrameRef<'_>) {
         let at = Timestamp::from_unix_nanos(found.at_unix_nanos);
-        self.events += 1;
-        self.first_seq.get_or_insert(found.seq);
-        self.first_at.get_or_insert(at);
-        self.last_seq = Some(found.seq);
-        self.last_at = Some(at);
+        self.extent.count_event(found.seq, at);
         if let Err(reason) = event::decode(found.payload) {
             self.problems.push(Problem {
                 kind: ProblemKind::UndecodableEvent,

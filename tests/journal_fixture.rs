@@ -229,10 +229,10 @@ fn the_v1_fixture_reads_verifies_and_matches_its_snapshot() {
     let report = torrent_journal::verify(&RealStorage, dir).unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
     let expected_events = fixture_events().len() as u64;
-    assert_eq!(report.events, expected_events);
-    assert_eq!(report.segments, before.len());
-    assert_eq!(report.first_seq, Some(1));
-    assert_eq!(report.last_seq, Some(expected_events));
+    assert_eq!(report.extent.events, expected_events);
+    assert_eq!(report.extent.segments, before.len());
+    assert_eq!(report.extent.first_seq, Some(1));
+    assert_eq!(report.extent.last_seq, Some(expected_events));
 
     let reader = JournalReader::open(dir).unwrap();
     let envelopes: Vec<_> = reader.events(1).unwrap().map(Result::unwrap).collect();
@@ -319,7 +319,7 @@ fn a_writer_continues_a_copy_of_the_v1_fixture() {
 
     let report = torrent_journal::verify(&RealStorage, tmp.path()).unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
-    assert_eq!(report.events, count + 1);
+    assert_eq!(report.extent.events, count + 1);
     let mut lines = tail_lines(tmp.path());
     assert_eq!(
         lines.pop().map(|l| l.contains(&"07".repeat(20))),
@@ -416,7 +416,7 @@ fn a_v1_journal_continued_by_this_build_mixes_versions_end_to_end() {
 
     let report = torrent_journal::verify(&RealStorage, tmp.path()).unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
-    assert_eq!(report.events, count + 200);
+    assert_eq!(report.extent.events, count + 200);
     let journal = Journal::open_with(tmp.path(), options()).unwrap();
     assert_eq!(journal.append(&more[0]).unwrap().first_seq, count + 201);
     journal.close().unwrap();

@@ -253,7 +253,7 @@ fn readers_and_compaction_beside_a_live_writer_report_nothing_false() {
     eprintln!(
         "live_readers_race: {} s, {} events",
         2 * half,
-        report.last_seq.unwrap_or(0)
+        report.extent.last_seq.unwrap_or(0)
     );
     for (op, runs) in &counts.runs {
         let reports = counts.reports.get(op).map_or(0, Vec::len);

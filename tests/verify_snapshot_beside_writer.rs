@@ -51,10 +51,8 @@ fn snapshot_problems(storage: &SimStorage, state: State) -> Vec<ProblemKind> {
         tombstones: Vec::new(),
     };
     torrent_journal::testing::format::write_snapshot(storage, Path::new(DIR), &body).unwrap();
-    let mut report = VerifyReport {
-        last_seq: Some(8),
-        ..VerifyReport::default()
-    };
+    let mut report = VerifyReport::default();
+    report.extent.last_seq = Some(8);
     verify::check_snapshots(storage as &dyn Storage, Path::new(DIR), &mut report).unwrap();
     report.problems.iter().map(|p| p.kind).collect()
 }

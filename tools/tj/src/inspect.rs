@@ -63,22 +63,22 @@ pub fn stats(args: StatsArgs, quiet: bool) -> CmdResult {
         |t: Option<torrent_journal::model::Timestamp>| t.map_or("-".into(), |t| t.to_string());
     let seq = |s: Option<u64>| s.map_or("-".into(), |s| s.to_string());
     writeln!(text, "journal       {}", args.dir.display())?;
-    writeln!(text, "segments      {}", stats.segments)?;
-    writeln!(text, "bytes         {}", stats.bytes)?;
-    writeln!(text, "events        {}", stats.events)?;
+    writeln!(text, "segments      {}", stats.extent.segments)?;
+    writeln!(text, "bytes         {}", stats.extent.bytes)?;
+    writeln!(text, "events        {}", stats.extent.events)?;
     writeln!(
         text,
         "first seq     {}  at {}",
-        seq(stats.first_seq),
-        time(stats.first_at)
+        seq(stats.extent.first_seq),
+        time(stats.extent.first_at)
     )?;
     writeln!(
         text,
         "last seq      {}  at {}",
-        seq(stats.last_seq),
-        time(stats.last_at)
+        seq(stats.extent.last_seq),
+        time(stats.extent.last_at)
     )?;
-    if let Some(first) = stats.first_seq.filter(|&seq| seq > 1) {
+    if let Some(first) = stats.extent.first_seq.filter(|&seq| seq > 1) {
         writeln!(
             text,
             "retained      from seq {first} (compaction moved the events before it into a snapshot)"
@@ -170,7 +170,7 @@ pub fn verify(args: VerifyArgs, quiet: bool) -> CmdResult {
 
 fn print_report(dir: &std::path::Path, report: &VerifyReport) -> anyhow::Result<()> {
     let mut text = String::new();
-    let range = match (report.first_seq, report.last_seq) {
+    let range = match (report.extent.first_seq, report.extent.last_seq) {
         (Some(first), Some(last)) => format!("seq {first}..={last}"),
         _ => "no events".into(),
     };
@@ -178,9 +178,9 @@ fn print_report(dir: &std::path::Path, report: &VerifyReport) -> anyhow::Result<
         text,
         "{}: {} segments, {} bytes, {} events ({range})",
         dir.display(),
-        report.segments,
-        report.bytes,
-        report.events
+        report.extent.segments,
+        report.extent.bytes,
+        report.extent.events
     )?;
     for problem in &report.problems {
         let seq = problem.seq.map_or(String::new(), |s| format!(" seq {s}"));
