@@ -22,6 +22,29 @@ pub(crate) enum Place {
     },
 }
 
+impl Place {
+    /// The place of a segment: [`Place::Last`] with the durable position and the writer's
+    /// liveness when `is_last`, else [`Place::Sealed`].
+    pub(crate) fn of(is_last: bool, durable_seq: Option<u64>, live_writer: bool) -> Place {
+        if is_last {
+            Place::Last {
+                durable_seq,
+                live_writer,
+            }
+        } else {
+            Place::Sealed
+        }
+    }
+
+    /// The durable position this place knows (0 when none).
+    pub(crate) fn durable_seq_or_zero(self) -> u64 {
+        match self {
+            Place::Last { durable_seq, .. } => durable_seq.unwrap_or(0),
+            Place::Sealed => 0,
+        }
+    }
+}
+
 /// What bytes that are not the next frame are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {

@@ -330,14 +330,7 @@ impl Frames {
             return Ok(None);
         };
         let last_seq = loaded.expected_seq - 1;
-        let place = if is_last {
-            Place::Last {
-                durable_seq: loaded.durable_seq,
-                live_writer: true,
-            }
-        } else {
-            Place::Sealed
-        };
+        let place = Place::of(is_last, loaded.durable_seq, true);
         match recovery::judge(&loaded.path, &loaded.bytes, &stop, place, last_seq)? {
             Ending::Clean { .. } | Ending::TornTail { .. } => Ok(None),
             Ending::InProgress { offset } => {

@@ -150,10 +150,7 @@ pub fn judge(path: &Path, buf: &[u8], stop: &Stop, place: Place, last_seq: u64) 
         Verdict::TornTail => Ok(Ending::TornTail { offset }),
         Verdict::InProgress => Ok(Ending::InProgress { offset }),
         Verdict::LostAcknowledged => {
-            let durable_seq = match place {
-                Place::Last { durable_seq, .. } => durable_seq.unwrap_or(0),
-                Place::Sealed => 0,
-            };
+            let durable_seq = place.durable_seq_or_zero();
             let reason = damage.to_string();
             Err(lost_durable_events(
                 path,
@@ -294,15 +291,8 @@ fn recover_segment(
         .stop()
         .cloned()
         .unwrap_or(Stop::Clean { offset: buf.len() });
-    let place = if is_last {
-        // Recovery holds the writer's lock: nobody is writing.
-        Place::Last {
-            durable_seq: Some(durable_seq),
-            live_writer: false,
-        }
-    } else {
-        Place::Sealed
-    };
+    // Recovery holds the writer's lock: nobody is writing.
+    let place = Place::of(is_last, Some(durable_seq), false);
     let ending = judge(&info.path, &buf, &stop, place, next_seq.saturating_sub(1))?;
     if is_last && next_seq <= durable_seq {
         let (offset, reason) = match &stop {

@@ -321,14 +321,8 @@ impl SegmentWalk<'_, '_> {
             return Some((offset, found));
         }
         let after_seq = next_seq - 1;
-        let place = match self.durable_tail {
-            // Verify re-reads damage a live writer may explain on its own (see `walk`).
-            Some(durable_seq) => Place::Last {
-                durable_seq: Some(durable_seq),
-                live_writer: false,
-            },
-            None => Place::Sealed,
-        };
+        // Verify re-reads damage a live writer may explain on its own (see `walk`).
+        let place = Place::of(self.durable_tail.is_some(), self.durable_tail, false);
         let verdict = judge::judge(bytes, offset, damage, after_seq, marks_batches, place);
         if verdict == Verdict::TornTail {
             // A torn final write: what follows (if anything) is of the same unacknowledged batch.
